@@ -1,0 +1,100 @@
+# Answerback — the two commands a newcomer runs are `make run` and `make test`.
+SHELL := bash
+.DEFAULT_GOAL := help
+
+GO        ?= go
+CACHE     := $(CURDIR)/.cache
+BIN       := $(CACHE)/bin
+# Every Go module of the workspace (go.work).
+MODULES   := $(shell $(GO) list -m -f '{{.Dir}}' 2>/dev/null)
+UNIT_MODULES := $(filter-out $(CURDIR)/integration,$(MODULES))
+
+# Real infrastructure for tests runs on ports of its own, so that it never
+# collides with `make run` (9092) or `make infra-up` (9092, 15432).
+TEST_INFRA       := $(CACHE)/test-infra
+TEST_KAFKA_PORT  ?= 29092
+TEST_PG_PORT     ?= 25432
+# local: Apache Kafka from Maven Central's jars and a private PostgreSQL (no Docker);
+# docker: the same through testcontainers-go; auto: local when java and mvn exist, else docker.
+ANSWERBACK_INFRA ?= auto
+
+LOCALINFRA     := $(GO) run ./deploy/local/cmd/localinfra
+CONTAINERINFRA := $(GO) run ./deploy/containers/cmd/containerinfra
+GOLANGCI_LINT_VERSION := v2.15.0
+
+.PHONY: help run test test-unit test-integration infra-up infra-down kafka-jars lint fmt tidy clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+run: ## the embedded default: everything on this machine, no Docker (Ctrl-C stops it)
+	$(GO) run ./services/devstack
+
+test: ## all tests on real Kafka and PostgreSQL (started here, stopped after), unit tests with -race
+	@set -euo pipefail; \
+	if [[ -n "$${KAFKA_BROKERS:-}" && -n "$${DATABASE_URL:-}" ]]; then \
+	  echo "== using KAFKA_BROKERS=$$KAFKA_BROKERS and DATABASE_URL from the environment"; \
+	  $(MAKE) --no-print-directory test-unit test-integration; exit; \
+	fi; \
+	kind="$(ANSWERBACK_INFRA)"; \
+	if [[ $$kind == auto ]]; then \
+	  if command -v java >/dev/null && command -v mvn >/dev/null; then kind=local; \
+	  elif $(CONTAINERINFRA) available >/dev/null 2>&1; then kind=docker; \
+	  else echo "make test: neither java+mvn (for Apache Kafka from Maven Central) nor a Docker engine is available" >&2; exit 1; fi; \
+	fi; \
+	mkdir -p $(TEST_INFRA); \
+	echo "== starting real infrastructure ($$kind)"; \
+	if [[ $$kind == docker ]]; then \
+	  trap '$(CONTAINERINFRA) down' EXIT; \
+	  $(CONTAINERINFRA) up --env-file $(TEST_INFRA)/env; \
+	else \
+	  trap '$(LOCALINFRA) down --dir $(TEST_INFRA)' EXIT; \
+	  $(LOCALINFRA) up --dir $(TEST_INFRA) --cache $(CACHE)/kafka --kafka-port $(TEST_KAFKA_PORT) --pg-port $(TEST_PG_PORT) --env-file $(TEST_INFRA)/env; \
+	fi; \
+	set -a; . $(TEST_INFRA)/env; set +a; \
+	export KAFKA_JARS_CACHE=$(CACHE)/kafka; \
+	$(MAKE) --no-print-directory test-unit test-integration
+
+test-unit: ## every module's tests except integration/, with -race
+	@set -euo pipefail; for m in $(UNIT_MODULES); do \
+	  echo "== go test -race $${m#$(CURDIR)/}"; \
+	  (cd $$m && $(GO) test -race -count=1 ./...); \
+	done
+
+test-integration: ## the black-box tests in integration/ (real Kafka, kfake, PostgreSQL)
+	@echo "== go test integration"
+	@cd integration && $(GO) test -count=1 -timeout 20m ./...
+
+infra-up: ## start Apache Kafka (9092) and PostgreSQL (15432) in the background; prints the env to use
+	@$(LOCALINFRA) up --dir $(CACHE)/infra --cache $(CACHE)/kafka --env-file $(CACHE)/infra/env
+
+infra-down: ## stop what infra-up started (data kept in .cache/infra)
+	@$(LOCALINFRA) down --dir $(CACHE)/infra
+
+kafka-jars: ## fetch the Apache Kafka jars from Maven Central into .cache/kafka
+	@$(LOCALINFRA) jars --cache $(CACHE)/kafka
+
+$(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	@mv $(BIN)/golangci-lint $@
+
+lint: $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION) ## gofmt, go vet and golangci-lint over every module
+	@set -euo pipefail; \
+	unformatted=$$(gofmt -l $(MODULES)); \
+	if [[ -n $$unformatted ]]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi; \
+	for m in $(MODULES); do \
+	  echo "== lint $${m#$(CURDIR)/}"; \
+	  (cd $$m && $(GO) vet ./... && $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION) run --config $(CURDIR)/.golangci.yml ./...); \
+	done
+
+fmt: ## gofmt every module
+	gofmt -w $(MODULES)
+
+tidy: ## go mod tidy in every module
+	@for m in $(MODULES); do (cd $$m && $(GO) mod tidy); done
+
+clean: ## remove caches and data (Kafka jars, test infrastructure, make run's data)
+	-$(LOCALINFRA) down --dir $(TEST_INFRA)
+	-$(LOCALINFRA) down --dir $(CACHE)/infra
+	rm -rf $(CACHE) .data

@@ -43,6 +43,7 @@ func TestThreeNodeClusterSurvivesBrokerKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("three-node cluster up at %v", cluster.Seeds())
 	t.Cleanup(func() {
 		if err := cluster.Stop(); err != nil {
 			t.Errorf("stop cluster: %v", err)

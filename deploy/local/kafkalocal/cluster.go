@@ -222,6 +222,11 @@ func (c *Cluster) prepare(ctx context.Context, n *Node) error {
 		"transaction.abort.timed.out.transaction.cleanup.interval.ms=5000",
 		"transaction.remove.expired.transaction.cleanup.interval.ms=60000",
 		"unclean.leader.election.enable=false",
+		// Notice a dead node within seconds, not the default 9s/30s: local
+		// clusters exist for fault tests.
+		"broker.session.timeout.ms=3000",
+		"broker.heartbeat.interval.ms=500",
+		"replica.lag.time.max.ms=5000",
 	}
 	if err := os.WriteFile(n.configPath(), []byte(strings.Join(props, "\n")+"\n"), 0o644); err != nil {
 		return err
@@ -364,32 +369,34 @@ func (c *Cluster) StopNode(id int) error {
 	return signalAndWait(c.nodes[id-1], syscall.SIGTERM, 60*time.Second)
 }
 
-// Stop stops every node cleanly and removes the pid files. Data is kept.
+// Stop stops every node cleanly and removes the pid files; data is kept.
+// All nodes get SIGTERM at once: stopped one by one, the last node of a
+// three-node cluster has no controller quorum left to confirm its controlled
+// shutdown and would hang. A node still running after 20s gets SIGKILL.
 func (c *Cluster) Stop() error {
-	var errs []error
-	for i := len(c.nodes) - 1; i >= 0; i-- {
-		if err := signalAndWait(c.nodes[i], syscall.SIGTERM, 60*time.Second); err != nil {
-			errs = append(errs, err)
-		}
+	errs := make(chan error, len(c.nodes))
+	for _, n := range c.nodes {
+		go func(n *Node) { errs <- signalAndWait(n, syscall.SIGTERM, 20*time.Second) }(n)
+	}
+	var all []error
+	for range c.nodes {
+		all = append(all, <-errs)
 	}
 	if c.logFile != nil {
 		c.logFile.Close()
 	}
-	return errors.Join(errs...)
+	return errors.Join(all...)
 }
 
 // StopDir stops the detached nodes of the cluster in dir (as started with
 // Options.Detach), found through their pid files. Nodes not running are skipped.
 func StopDir(dir string) error {
 	matches, _ := filepath.Glob(filepath.Join(dir, "node*", "kafka.pid"))
-	var errs []error
-	for i := len(matches) - 1; i >= 0; i-- {
-		n := &Node{Dir: filepath.Dir(matches[i]), pid: readPid(matches[i])}
-		if err := signalAndWait(n, syscall.SIGTERM, 60*time.Second); err != nil {
-			errs = append(errs, err)
-		}
+	c := &Cluster{}
+	for _, m := range matches {
+		c.nodes = append(c.nodes, &Node{Dir: filepath.Dir(m), pid: readPid(m)})
 	}
-	return errors.Join(errs...)
+	return c.Stop()
 }
 
 // signalAndWait signals the node's process and waits for it to go, escalating

@@ -10,6 +10,8 @@ package pglocal
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -92,9 +94,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		if s.cred, err = unprivileged(ctx, opts.OSUser); err != nil {
 			return nil, err
 		}
-		if err := reachable(opts.Dir, opts.OSUser); err != nil {
-			return nil, err
-		}
+		s.opts.Dir = reachableDir(opts.Dir)
 	}
 	if err := s.initdb(ctx); err != nil {
 		return nil, err
@@ -136,7 +136,13 @@ func (s *Server) Stop(ctx context.Context) error {
 
 // StopDir stops the cluster in dir if one runs there.
 func StopDir(ctx context.Context, dir string) error {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
 	s := &Server{opts: Options{Dir: dir}}
+	if os.Geteuid() == 0 {
+		s.opts.Dir = reachableDir(dir)
+	}
 	bin, err := FindServer(ctx, false)
 	if err != nil {
 		return nil // no server binaries: nothing can be running
@@ -278,15 +284,19 @@ func unprivileged(ctx context.Context, osUser string) (*syscall.Credential, erro
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
-// reachable checks that every existing parent of dir can be searched by
-// others, so that the unprivileged server user can reach its data folder.
-func reachable(dir, osUser string) error {
+// reachableDir returns dir when every existing parent of it can be searched
+// by others, so that the unprivileged server user can reach it. Otherwise
+// (a checkout under a private folder, such as one made by mktemp) it returns a
+// folder of its own under the system's temporary directory, derived from dir
+// so that a later Start or StopDir with the same dir finds it again.
+func reachableDir(dir string) string {
 	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
 		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("pglocal: the server runs as user %q, who cannot reach %s: %s is not searchable by others (chmod o+x it, or choose another folder)", osUser, dir, p)
+			sum := sha256.Sum256([]byte(dir))
+			return filepath.Join(os.TempDir(), "answerback-postgres-"+hex.EncodeToString(sum[:6]))
 		}
 		if p == filepath.Dir(p) {
-			return nil
+			return dir
 		}
 	}
 }

@@ -1,0 +1,377 @@
+// Package envelope is the wire contract of the pipeline: how commands, events
+// and replies travel as Kafka records — key, headers and JSON payload — in one
+// place. Decoding rejects bad input with typed errors (*HeaderError,
+// *PayloadError) so that callers can dead-letter it with a reason.
+//
+// Commands (topic <domain>.commands, key = aggregate ID):
+//
+//	command-id, command-type, reply-to, deadline (RFC 3339, UTC), tenant,
+//	traceparent, idempotency-key, expected-version, content-type
+//
+// Events (topic <domain>.events, key = aggregate ID) follow the CloudEvents
+// Kafka protocol binding in binary mode: ce_specversion, ce_id, ce_source,
+// ce_type, ce_subject (aggregate ID), ce_time, ce_sequence (aggregate version),
+// ce_correlationid (command ID), ce_tenant, ce_traceparent, content-type; plus
+// the pipeline's own reply-to, deadline, and command-events ("i/n": this is the
+// i-th of the n events the command produced).
+//
+// Replies (topic replies.<gateway-instance>, key = command ID): command-id,
+// outcome (applied | rejected), version, content-type; the value is the reply
+// body (applied) or an RFC 9457 problem (rejected).
+package envelope
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Header names.
+const (
+	HCommandID       = "command-id"
+	HCommandType     = "command-type"
+	HReplyTo         = "reply-to"
+	HDeadline        = "deadline"
+	HTenant          = "tenant"
+	HTraceParent     = "traceparent"
+	HIdempotencyKey  = "idempotency-key"
+	HExpectedVersion = "expected-version"
+	HContentType     = "content-type"
+	HCommandEvents   = "command-events"
+	HOutcome         = "outcome"
+	HVersion         = "version"
+
+	CESpecVersion   = "ce_specversion"
+	CEID            = "ce_id"
+	CESource        = "ce_source"
+	CEType          = "ce_type"
+	CESubject       = "ce_subject"
+	CETime          = "ce_time"
+	CESequence      = "ce_sequence"
+	CECorrelationID = "ce_correlationid"
+	CETenant        = "ce_tenant"
+	CETraceParent   = "ce_traceparent"
+
+	ContentTypeJSON = "application/json"
+	ProblemJSON     = "application/problem+json"
+)
+
+// NoVersion means a command carries no expected version.
+const NoVersion int64 = -1
+
+// HeaderError reports a missing or malformed header.
+type HeaderError struct {
+	Header string
+	Reason string
+}
+
+func (e *HeaderError) Error() string { return fmt.Sprintf("header %s: %s", e.Header, e.Reason) }
+
+// PayloadError reports a record value that is not the JSON it should be.
+type PayloadError struct{ Err error }
+
+func (e *PayloadError) Error() string { return "payload: " + e.Err.Error() }
+func (e *PayloadError) Unwrap() error { return e.Err }
+
+// ErrNoKey reports a record without the aggregate ID as its key.
+var ErrNoKey = errors.New("record key (aggregate ID) is empty")
+
+// Meta is what travels with a command and, after it, with its events.
+type Meta struct {
+	CommandID       string
+	AggregateID     string
+	ReplyTo         string    // reply topic of the waiting gateway; "" for none
+	Deadline        time.Time // after it nobody waits; zero: no reply wanted
+	Tenant          string
+	TraceParent     string
+	IdempotencyKey  string
+	ExpectedVersion int64 // NoVersion when the client sent none
+}
+
+// WantsReply reports whether somebody still waits for the command's outcome at now.
+func (m Meta) WantsReply(now time.Time) bool {
+	return m.ReplyTo != "" && !m.Deadline.IsZero() && now.Before(m.Deadline)
+}
+
+// Command is a request to change one aggregate.
+type Command struct {
+	Meta
+	Type string
+	Data json.RawMessage
+}
+
+// Event is one fact an aggregate emitted.
+type Event struct {
+	Meta
+	Type    string
+	Version int64     // the aggregate's version after this event (1 for the first)
+	Time    time.Time // when the aggregate decided it
+	Index   int       // 1-based position among the events of its command
+	Count   int       // number of events its command produced
+	Data    json.RawMessage
+}
+
+// LastOfCommand reports whether e completes its command's events.
+func (e Event) LastOfCommand() bool { return e.Index == e.Count }
+
+// ID is the event's CloudEvents ID: unique and stable across retries.
+func (e Event) ID() string { return e.AggregateID + "@" + strconv.FormatInt(e.Version, 10) }
+
+// Outcome of a command, as a reply carries it.
+type Outcome string
+
+// The outcomes of a command.
+const (
+	Applied  Outcome = "applied"
+	Rejected Outcome = "rejected"
+)
+
+// Reply answers one command.
+type Reply struct {
+	CommandID string
+	Outcome   Outcome
+	Version   int64           // aggregate version after the command (applied) or now (rejected)
+	Body      json.RawMessage // reply body (applied) or problem (rejected)
+}
+
+func header(r *kgo.Record, name string) (string, bool) {
+	for _, h := range r.Headers {
+		if h.Key == name {
+			return string(h.Value), true
+		}
+	}
+	return "", false
+}
+
+func required(r *kgo.Record, name string) (string, error) {
+	v, ok := header(r, name)
+	if !ok || v == "" {
+		return "", &HeaderError{Header: name, Reason: "missing"}
+	}
+	return v, nil
+}
+
+func add(hs []kgo.RecordHeader, name, value string) []kgo.RecordHeader {
+	if value == "" {
+		return hs
+	}
+	return append(hs, kgo.RecordHeader{Key: name, Value: []byte(value)})
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func parseTime(r *kgo.Record, name string) (time.Time, error) {
+	v, ok := header(r, name)
+	if !ok || v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, &HeaderError{Header: name, Reason: "not an RFC 3339 time"}
+	}
+	return t, nil
+}
+
+func parseInt(r *kgo.Record, name string, def int64) (int64, error) {
+	v, ok := header(r, name)
+	if !ok || v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, &HeaderError{Header: name, Reason: "not a non-negative integer"}
+	}
+	return n, nil
+}
+
+func validJSON(b []byte) error {
+	if !json.Valid(b) {
+		return &PayloadError{Err: errors.New("not valid JSON")}
+	}
+	return nil
+}
+
+func (m Meta) headers() []kgo.RecordHeader {
+	var hs []kgo.RecordHeader
+	hs = add(hs, HCommandID, m.CommandID)
+	hs = add(hs, HReplyTo, m.ReplyTo)
+	hs = add(hs, HDeadline, formatTime(m.Deadline))
+	hs = add(hs, HTenant, m.Tenant)
+	hs = add(hs, HTraceParent, m.TraceParent)
+	hs = add(hs, HIdempotencyKey, m.IdempotencyKey)
+	if m.ExpectedVersion != NoVersion {
+		hs = add(hs, HExpectedVersion, strconv.FormatInt(m.ExpectedVersion, 10))
+	}
+	return hs
+}
+
+// EncodeCommand makes the record for c on topic, keyed by its aggregate ID.
+func EncodeCommand(topic string, c Command) *kgo.Record {
+	hs := c.headers()
+	hs = add(hs, HCommandType, c.Type)
+	hs = add(hs, HContentType, ContentTypeJSON)
+	return &kgo.Record{Topic: topic, Key: []byte(c.AggregateID), Headers: hs, Value: c.Data}
+}
+
+// DecodeCommand reads a command record, rejecting a missing key, command ID
+// or type, malformed headers and a value that is not JSON.
+func DecodeCommand(r *kgo.Record) (Command, error) {
+	var c Command
+	var err error
+	if len(r.Key) == 0 {
+		return c, ErrNoKey
+	}
+	c.AggregateID = string(r.Key)
+	if c.CommandID, err = required(r, HCommandID); err != nil {
+		return c, err
+	}
+	if c.Type, err = required(r, HCommandType); err != nil {
+		return c, err
+	}
+	if c.Deadline, err = parseTime(r, HDeadline); err != nil {
+		return c, err
+	}
+	if c.ExpectedVersion, err = parseInt(r, HExpectedVersion, NoVersion); err != nil {
+		return c, err
+	}
+	c.ReplyTo, _ = header(r, HReplyTo)
+	c.Tenant, _ = header(r, HTenant)
+	c.TraceParent, _ = header(r, HTraceParent)
+	c.IdempotencyKey, _ = header(r, HIdempotencyKey)
+	if err := validJSON(r.Value); err != nil {
+		return c, err
+	}
+	c.Data = r.Value
+	return c, nil
+}
+
+// EncodeEvent makes the CloudEvents (binary mode) record for e on topic;
+// source is the CloudEvents source, e.g. "/answerback/orders".
+func EncodeEvent(topic, source string, e Event) *kgo.Record {
+	hs := []kgo.RecordHeader{
+		{Key: CESpecVersion, Value: []byte("1.0")},
+		{Key: CEID, Value: []byte(e.ID())},
+		{Key: CESource, Value: []byte(source)},
+		{Key: CEType, Value: []byte(e.Type)},
+		{Key: CESubject, Value: []byte(e.AggregateID)},
+		{Key: CETime, Value: []byte(formatTime(e.Time))},
+		{Key: CESequence, Value: []byte(strconv.FormatInt(e.Version, 10))},
+		{Key: HContentType, Value: []byte(ContentTypeJSON)},
+	}
+	hs = add(hs, CECorrelationID, e.CommandID)
+	hs = add(hs, CETenant, e.Tenant)
+	hs = add(hs, CETraceParent, e.TraceParent)
+	hs = add(hs, HReplyTo, e.ReplyTo)
+	hs = add(hs, HDeadline, formatTime(e.Deadline))
+	hs = add(hs, HCommandEvents, fmt.Sprintf("%d/%d", e.Index, e.Count))
+	return &kgo.Record{Topic: topic, Key: []byte(e.AggregateID), Headers: hs, Value: e.Data}
+}
+
+// DecodeEvent reads an event record.
+func DecodeEvent(r *kgo.Record) (Event, error) {
+	var e Event
+	var err error
+	if len(r.Key) == 0 {
+		return e, ErrNoKey
+	}
+	if v, _ := header(r, CESpecVersion); v != "1.0" {
+		return e, &HeaderError{Header: CESpecVersion, Reason: fmt.Sprintf("want 1.0, got %q", v)}
+	}
+	e.AggregateID = string(r.Key)
+	if subject, _ := header(r, CESubject); subject != e.AggregateID {
+		return e, &HeaderError{Header: CESubject, Reason: "does not match the record key"}
+	}
+	if e.Type, err = required(r, CEType); err != nil {
+		return e, err
+	}
+	if e.Version, err = parseInt(r, CESequence, 0); err != nil || e.Version < 1 {
+		return e, &HeaderError{Header: CESequence, Reason: "want the aggregate version, 1 or more"}
+	}
+	if e.Time, err = parseTime(r, CETime); err != nil {
+		return e, err
+	}
+	if e.Deadline, err = parseTime(r, HDeadline); err != nil {
+		return e, err
+	}
+	e.Index, e.Count = 1, 1
+	if v, ok := header(r, HCommandEvents); ok {
+		i, n, found := strings.Cut(v, "/")
+		e.Index, _ = strconv.Atoi(i)
+		e.Count, _ = strconv.Atoi(n)
+		if !found || e.Index < 1 || e.Index > e.Count {
+			return e, &HeaderError{Header: HCommandEvents, Reason: "want i/n with 1 <= i <= n"}
+		}
+	}
+	e.CommandID, _ = header(r, CECorrelationID)
+	e.Tenant, _ = header(r, CETenant)
+	e.TraceParent, _ = header(r, CETraceParent)
+	e.ReplyTo, _ = header(r, HReplyTo)
+	e.ExpectedVersion = NoVersion
+	if err := validJSON(r.Value); err != nil {
+		return e, err
+	}
+	e.Data = r.Value
+	return e, nil
+}
+
+// EncodeReply makes the record for reply on topic.
+func EncodeReply(topic string, reply Reply) *kgo.Record {
+	ct := ContentTypeJSON
+	if reply.Outcome == Rejected {
+		ct = ProblemJSON
+	}
+	return &kgo.Record{
+		Topic: topic,
+		Key:   []byte(reply.CommandID),
+		Headers: []kgo.RecordHeader{
+			{Key: HCommandID, Value: []byte(reply.CommandID)},
+			{Key: HOutcome, Value: []byte(reply.Outcome)},
+			{Key: HVersion, Value: []byte(strconv.FormatInt(reply.Version, 10))},
+			{Key: HContentType, Value: []byte(ct)},
+		},
+		Value: reply.Body,
+	}
+}
+
+// DecodeReply reads a reply record.
+func DecodeReply(r *kgo.Record) (Reply, error) {
+	var reply Reply
+	var err error
+	if reply.CommandID, err = required(r, HCommandID); err != nil {
+		return reply, err
+	}
+	o, _ := header(r, HOutcome)
+	reply.Outcome = Outcome(o)
+	if reply.Outcome != Applied && reply.Outcome != Rejected {
+		return reply, &HeaderError{Header: HOutcome, Reason: "want applied or rejected"}
+	}
+	if reply.Version, err = parseInt(r, HVersion, 0); err != nil {
+		return reply, err
+	}
+	if err := validJSON(r.Value); err != nil {
+		return reply, err
+	}
+	reply.Body = r.Value
+	return reply, nil
+}
+
+// Problem is an RFC 9457 problem detail; Type is a stable identifier clients may branch on.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status,omitempty"`
+	Detail string `json:"detail,omitempty"`
+	// CurrentVersion names the aggregate's version, for version conflicts.
+	CurrentVersion *int64 `json:"currentVersion,omitempty"`
+	CommandID      string `json:"commandId,omitempty"`
+}

@@ -107,7 +107,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	settings := []string{
 		"-p " + strconv.Itoa(opts.Port),
-		"-k " + filepath.Join(opts.Dir, "socket"),
+		"-k " + filepath.Join(s.opts.Dir, "socket"),
 		"-c listen_addresses=127.0.0.1",
 		"-c max_connections=300",
 		"-c shared_buffers=256MB",

@@ -1,0 +1,321 @@
+// Package aggregate is the command side of the pipeline: a consumer group on
+// <domain>.commands in which the owner of a partition is the single writer of
+// every aggregate keyed to it.
+//
+// Per poll, one Kafka transaction (franz-go's GroupTransactSession) holds
+// everything the commands of the batch caused: their events, the aggregates'
+// new snapshots (compacted <domain>.snapshots, co-partitioned with the
+// commands), rejection replies, dead letters, and the consumed offsets. So a
+// command is decided exactly once: a crash, a rebalance or a zombie instance
+// aborts the transaction and the commands are decided again from the last
+// committed state. State lives in memory, restored from the snapshots topic
+// when a partition is first seen after an assignment.
+package aggregate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/answerback/answerback/libs/pipeline/dlq"
+	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/topics"
+)
+
+// Config configures a Runtime.
+type Config struct {
+	Brokers []string
+	Topics  topics.Names
+	// Group is the consumer group; default "<domain>-aggregator".
+	Group string
+	// InstanceID names this instance, stable across its restarts: the
+	// transactional ID is "<Group>.<InstanceID>", so a restarted instance
+	// fences its previous incarnation at once. Required.
+	InstanceID string
+	// MaxPollRecords bounds the commands of one transaction; default 500.
+	MaxPollRecords int
+	// TransactionTimeout bounds how long a crashed instance's open
+	// transaction blocks its partitions; default 10s.
+	TransactionTimeout time.Duration
+	Logger             *slog.Logger
+	// ClientOpts are appended to the Kafka client's options (TLS, SASL...).
+	ClientOpts []kgo.Opt
+}
+
+func (c *Config) setDefaults(domain string) {
+	if c.Group == "" {
+		c.Group = domain + "-aggregator"
+	}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = 500
+	}
+	if c.TransactionTimeout == 0 {
+		c.TransactionTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every missing setting at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("brokers are required"))
+	}
+	if c.InstanceID == "" {
+		errs = append(errs, errors.New("instance ID is required"))
+	}
+	if c.Topics.Commands == "" || c.Topics.Events == "" || c.Topics.Snapshots == "" || c.Topics.DLQ == "" {
+		errs = append(errs, errors.New("topic names are required"))
+	}
+	return errors.Join(errs...)
+}
+
+// entry is an aggregate's state and version.
+type entry[S any] struct {
+	state   *S
+	version int64
+}
+
+// pendingEntry is an aggregate's state within an open transaction.
+type pendingEntry[S any] struct {
+	entry[S]
+	partition int32
+}
+
+// snapshot is the value of a record on the snapshots topic.
+type snapshot[S any] struct {
+	Version int64 `json:"version"`
+	State   *S    `json:"state"`
+}
+
+// Runtime runs one aggregate type. Run it once; it is not reusable.
+type Runtime[S any] struct {
+	def  Definition[S]
+	cfg  Config
+	log  *slog.Logger
+	sess *kgo.GroupTransactSession
+
+	// state per partition, touched only by Run's goroutine.
+	state map[int32]map[string]entry[S]
+
+	mu    sync.Mutex
+	stale map[int32]bool // partitions assigned, revoked or lost since the last poll
+}
+
+// New validates cfg and returns a runtime for def.
+func New[S any](def Definition[S], cfg Config) (*Runtime[S], error) {
+	cfg.setDefaults(def.Name)
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("aggregate %s: %w", def.Name, err)
+	}
+	if def.Decide == nil || def.Evolve == nil {
+		return nil, fmt.Errorf("aggregate %s: Decide and Evolve are required", def.Name)
+	}
+	return &Runtime[S]{
+		def:   def,
+		cfg:   cfg,
+		log:   cfg.Logger.With("aggregate", def.Name, "instance", cfg.InstanceID),
+		state: map[int32]map[string]entry[S]{},
+		stale: map[int32]bool{},
+	}, nil
+}
+
+func (r *Runtime[S]) markStale(assigned map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, ps := range assigned[r.cfg.Topics.Commands] {
+		r.stale[ps] = true
+	}
+}
+
+// Run consumes commands until ctx ends, then leaves the group and returns
+// nil. It returns an error only when the client cannot be created.
+func (r *Runtime[S]) Run(ctx context.Context) error {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(r.cfg.Brokers...),
+		kgo.ConsumerGroup(r.cfg.Group),
+		kgo.ConsumeTopics(r.cfg.Topics.Commands),
+		kgo.TransactionalID(r.cfg.Group + "." + r.cfg.InstanceID),
+		kgo.TransactionTimeout(r.cfg.TransactionTimeout),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.ProducerLinger(0),
+		kgo.FetchMaxWait(100 * time.Millisecond),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.markStale(m) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.markStale(m) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.markStale(m) }),
+	}
+	sess, err := kgo.NewGroupTransactSession(append(opts, r.cfg.ClientOpts...)...)
+	if err != nil {
+		return fmt.Errorf("aggregate %s: %w", r.def.Name, err)
+	}
+	r.sess = sess
+	defer sess.Close()
+	r.log.Info("aggregator started", "group", r.cfg.Group, "commands", r.cfg.Topics.Commands)
+	for {
+		fetches := sess.PollRecords(ctx, r.cfg.MaxPollRecords)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			r.log.Info("aggregator stopping")
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+		})
+		r.dropStale()
+		records := fetches.Records()
+		if len(records) == 0 {
+			continue
+		}
+		if err := r.process(ctx, records); err != nil && ctx.Err() == nil {
+			r.log.Warn("batch not committed; its commands will be decided again", "commands", len(records), "err", err)
+		}
+	}
+}
+
+// dropStale forgets the state of partitions whose ownership changed: it is
+// reloaded from the snapshots topic when their next command arrives.
+func (r *Runtime[S]) dropStale() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p := range r.stale {
+		delete(r.state, p)
+	}
+	clear(r.stale)
+}
+
+// process decides one batch in one transaction. The in-memory state changes
+// only when the transaction commits.
+func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
+	for _, rec := range records {
+		if _, ok := r.state[rec.Partition]; !ok {
+			loaded, err := r.loadPartition(ctx, rec.Partition)
+			if err != nil {
+				return fmt.Errorf("restoring partition %d: %w", rec.Partition, err)
+			}
+			r.state[rec.Partition] = loaded
+		}
+	}
+	if err := r.sess.Begin(); err != nil {
+		return err
+	}
+	var (
+		produceErr error
+		errMu      sync.Mutex
+	)
+	produce := func(rec *kgo.Record) {
+		r.sess.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+			if err != nil {
+				errMu.Lock()
+				produceErr = errors.Join(produceErr, err)
+				errMu.Unlock()
+			}
+		})
+	}
+	pending := map[string]pendingEntry[S]{} // aggregate → state after this batch
+	for _, rec := range records {
+		r.decideOne(rec, pending, produce)
+	}
+	// Await every produce before End (franz-go #729).
+	if err := r.sess.Client().Flush(ctx); err != nil {
+		produceErr = errors.Join(produceErr, err)
+	}
+	try := kgo.TryCommit
+	if produceErr != nil {
+		try = kgo.TryAbort
+	}
+	committed, err := r.sess.End(ctx, try)
+	if err != nil || !committed {
+		return errors.Join(produceErr, err, errors.New("transaction aborted"))
+	}
+	for key, e := range pending {
+		if m, ok := r.state[e.partition]; ok {
+			m[key] = e.entry
+		}
+	}
+	return nil
+}
+
+// decideOne decides one command record, producing its consequences.
+func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[S], produce func(*kgo.Record)) {
+	cmd, err := envelope.DecodeCommand(rec)
+	if err != nil {
+		r.log.Warn("malformed command dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
+		return
+	}
+	cur := r.state[rec.Partition][cmd.AggregateID]
+	if p, ok := pending[cmd.AggregateID]; ok {
+		cur = p.entry
+	}
+	reject := func(p *envelope.Problem) {
+		if cmd.ReplyTo == "" {
+			return
+		}
+		// The rejection is sent even when the deadline has passed: it costs
+		// nothing and a gateway drops what nobody waits for.
+		p.CommandID = cmd.CommandID
+		body, _ := json.Marshal(p)
+		produce(envelope.EncodeReply(cmd.ReplyTo, envelope.Reply{
+			CommandID: cmd.CommandID, Outcome: envelope.Rejected, Version: cur.version, Body: body,
+		}))
+	}
+	if cmd.ExpectedVersion != envelope.NoVersion && cmd.ExpectedVersion != cur.version {
+		v := cur.version
+		reject(&envelope.Problem{
+			Type: "version-mismatch", Title: "the aggregate is at another version",
+			Detail:         fmt.Sprintf("expected version %d, current version %d", cmd.ExpectedVersion, cur.version),
+			CurrentVersion: &v,
+		})
+		return
+	}
+	decision := r.def.Decide(cur.state, cur.version, cmd)
+	if decision.Reject != nil {
+		reject(decision.Reject)
+		return
+	}
+	if len(decision.Events) == 0 {
+		reject(&envelope.Problem{Type: "internal", Title: "the command changed nothing"})
+		return
+	}
+	next := cur
+	now := time.Now().UTC()
+	var out []*kgo.Record
+	for i, ne := range decision.Events {
+		data, err := json.Marshal(ne.Data)
+		if err != nil {
+			reject(&envelope.Problem{Type: "internal", Title: "event could not be encoded"})
+			r.log.Error("event encoding failed", "type", ne.Type, "err", err)
+			return
+		}
+		ev := envelope.Event{
+			Meta: cmd.Meta, Type: ne.Type, Version: next.version + 1, Time: now,
+			Index: i + 1, Count: len(decision.Events), Data: data,
+		}
+		state, err := r.def.Evolve(next.state, ev)
+		if err != nil {
+			reject(&envelope.Problem{Type: "internal", Title: "event could not be applied"})
+			r.log.Error("evolve failed", "type", ne.Type, "err", err)
+			return
+		}
+		next = entry[S]{state: state, version: ev.Version}
+		out = append(out, envelope.EncodeEvent(r.cfg.Topics.Events, "/answerback/"+r.def.Name, ev))
+	}
+	snap, err := json.Marshal(snapshot[S]{Version: next.version, State: next.state})
+	if err != nil {
+		reject(&envelope.Problem{Type: "internal", Title: "state could not be encoded"})
+		return
+	}
+	for _, rec := range out {
+		produce(rec)
+	}
+	produce(&kgo.Record{Topic: r.cfg.Topics.Snapshots, Key: []byte(cmd.AggregateID), Value: snap})
+	pending[cmd.AggregateID] = pendingEntry[S]{entry: next, partition: rec.Partition}
+}

@@ -1,0 +1,317 @@
+// Package projector is the read side of the pipeline: a consumer group on
+// event topics (read_committed) that keeps a PostgreSQL view exactly once and
+// sends each completed command's reply to the gateway waiting for it.
+//
+// Per batch, one PostgreSQL transaction applies the events, records each
+// completed command's outcome with its reply, and stores the next offset of
+// every partition it consumed. Kafka offsets are not used: on assignment the
+// consumer seeks to the stored offsets, and inside the transaction records
+// below the stored offset are skipped, so an event applied once is never
+// applied again — even when two instances overlap during a rebalance.
+//
+// The reply is derived inside the transaction, right after the command's last
+// event is applied, so it shows the view as of that command's version. It is
+// stored with the outcome and produced to the command's reply-to topic only
+// after the commit, and only while the command's deadline has not passed: a
+// replay answers nobody.
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/answerback/answerback/libs/pipeline/dlq"
+	"github.com/answerback/answerback/libs/pipeline/envelope"
+)
+
+// ErrPermanent marks an Apply error that retrying cannot fix (an unknown
+// event type, malformed data): the event is dead-lettered and skipped.
+// Any other Apply error rolls the batch back and retries it.
+var ErrPermanent = errors.New("permanent projection error")
+
+// Projection is one read model. Apply and Reply run inside the batch's transaction.
+type Projection struct {
+	// Name keys the stored offsets; renaming it replays everything.
+	Name string
+	// Topics maps each consumed event topic to its dead-letter topic.
+	Topics map[string]string
+	// Apply applies ev, read from topic, to the view. It must be idempotent
+	// by version: an event the view already has changes nothing.
+	Apply func(ctx context.Context, tx pgx.Tx, topic string, ev envelope.Event) error
+	// Reply derives the reply body to the command that ev completes.
+	Reply func(ctx context.Context, tx pgx.Tx, topic string, ev envelope.Event) (json.RawMessage, error)
+}
+
+// Config configures a Runtime.
+type Config struct {
+	Brokers []string
+	Pool    *pgxpool.Pool
+	// Group is the consumer group; default "<projection>-projector".
+	Group string
+	// MaxPollRecords bounds one batch; default 1000.
+	MaxPollRecords int
+	Logger         *slog.Logger
+	ClientOpts     []kgo.Opt
+}
+
+// Runtime runs one projection. Run it once.
+type Runtime struct {
+	p   Projection
+	cfg Config
+	log *slog.Logger
+	cl  *kgo.Client
+}
+
+// New validates the configuration.
+func New(p Projection, cfg Config) (*Runtime, error) {
+	var errs []error
+	if p.Name == "" || len(p.Topics) == 0 || p.Apply == nil || p.Reply == nil {
+		errs = append(errs, errors.New("projection needs a name, topics, Apply and Reply"))
+	}
+	if len(cfg.Brokers) == 0 {
+		errs = append(errs, errors.New("brokers are required"))
+	}
+	if cfg.Pool == nil {
+		errs = append(errs, errors.New("a database pool is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("projector: %w", err)
+	}
+	if cfg.Group == "" {
+		cfg.Group = p.Name + "-projector"
+	}
+	if cfg.MaxPollRecords == 0 {
+		cfg.MaxPollRecords = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Runtime{p: p, cfg: cfg, log: cfg.Logger.With("projection", p.Name)}, nil
+}
+
+// Run creates the runtime's tables when missing, then projects until ctx ends.
+func (r *Runtime) Run(ctx context.Context) error {
+	if err := EnsureSchema(ctx, r.cfg.Pool); err != nil {
+		return err
+	}
+	topics := make([]string, 0, len(r.p.Topics))
+	for t := range r.p.Topics {
+		topics = append(topics, t)
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(r.cfg.Brokers...),
+		kgo.ConsumerGroup(r.cfg.Group),
+		kgo.ConsumeTopics(topics...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.AdjustFetchOffsetsFn(r.storedOffsets),
+		kgo.ProducerLinger(0),
+		kgo.FetchMaxWait(100 * time.Millisecond),
+	}, r.cfg.ClientOpts...)...)
+	if err != nil {
+		return fmt.Errorf("projector: %w", err)
+	}
+	r.cl = cl
+	defer cl.Close()
+	r.log.Info("projector started", "group", r.cfg.Group, "topics", topics)
+	for {
+		fetches := cl.PollRecords(ctx, r.cfg.MaxPollRecords)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			r.log.Info("projector stopping")
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+		})
+		if records := fetches.Records(); len(records) > 0 {
+			r.processWithRetry(ctx, records)
+		}
+		cl.AllowRebalance()
+	}
+}
+
+// storedOffsets replaces the group's committed offsets with the ones stored
+// in PostgreSQL; partitions never projected start from the beginning.
+func (r *Runtime) storedOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	rows, err := r.cfg.Pool.Query(ctx, `SELECT topic, partition, next_offset FROM projector_offsets WHERE projection = $1`, r.p.Name)
+	if err != nil {
+		return nil, fmt.Errorf("projector: reading stored offsets: %w", err)
+	}
+	stored := map[string]map[int32]int64{}
+	for rows.Next() {
+		var topic string
+		var p int32
+		var next int64
+		if err := rows.Scan(&topic, &p, &next); err != nil {
+			return nil, err
+		}
+		if stored[topic] == nil {
+			stored[topic] = map[int32]int64{}
+		}
+		stored[topic][p] = next
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for topic, ps := range assigned {
+		for p := range ps {
+			if next, ok := stored[topic][p]; ok {
+				ps[p] = kgo.NewOffset().At(next).WithEpoch(-1)
+			} else {
+				ps[p] = kgo.NewOffset().AtStart()
+			}
+		}
+	}
+	return assigned, nil
+}
+
+// processWithRetry projects a batch, retrying with backoff while the
+// database is unavailable; it gives up only when ctx ends.
+func (r *Runtime) processWithRetry(ctx context.Context, records []*kgo.Record) {
+	backoff := 100 * time.Millisecond
+	for {
+		replies, err := r.process(ctx, records)
+		if err == nil {
+			for _, reply := range replies {
+				r.cl.Produce(ctx, reply, func(rec *kgo.Record, err error) {
+					if err != nil {
+						r.log.Warn("reply not sent; the gateway will read the outcome from the view", "topic", rec.Topic, "err", err)
+					}
+				})
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		r.log.Warn("batch not projected; retrying", "records", len(records), "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+type partitionKey struct {
+	topic     string
+	partition int32
+}
+
+// process applies a batch in one transaction and returns the replies to send after it committed.
+func (r *Runtime) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Record, error) {
+	tx, err := r.cfg.Pool.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit; the error of a failed rollback is the batch's error already
+
+	next := map[partitionKey]int64{}
+	for _, rec := range records {
+		k := partitionKey{rec.Topic, rec.Partition}
+		if _, ok := next[k]; ok {
+			continue
+		}
+		var stored int64
+		err := tx.QueryRow(ctx, `
+			INSERT INTO projector_offsets (projection, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
+			ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = projector_offsets.next_offset
+			RETURNING next_offset`, r.p.Name, rec.Topic, rec.Partition).Scan(&stored)
+		if err != nil {
+			return nil, fmt.Errorf("locking offsets: %w", err)
+		}
+		next[k] = stored
+	}
+
+	var replies []*kgo.Record
+	now := time.Now()
+	for _, rec := range records {
+		k := partitionKey{rec.Topic, rec.Partition}
+		if rec.Offset < next[k] {
+			continue // applied before (a retried End, an overlapping owner)
+		}
+		next[k] = rec.Offset + 1
+		reply, err := r.applyOne(ctx, tx, rec, now)
+		if err != nil {
+			return nil, err
+		}
+		if reply != nil {
+			replies = append(replies, reply)
+		}
+	}
+	for k, n := range next {
+		if _, err := tx.Exec(ctx, `UPDATE projector_offsets SET next_offset = $4 WHERE projection = $1 AND topic = $2 AND partition = $3`,
+			r.p.Name, k.topic, k.partition, n); err != nil {
+			return nil, fmt.Errorf("storing offsets: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return replies, nil
+}
+
+// applyOne applies one event record inside a savepoint, so that a permanent
+// failure dead-letters the record and the batch goes on.
+func (r *Runtime) applyOne(ctx context.Context, tx pgx.Tx, rec *kgo.Record, now time.Time) (*kgo.Record, error) {
+	ev, err := envelope.DecodeEvent(rec)
+	if err != nil {
+		return nil, r.deadLetter(ctx, rec, err)
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.p.Apply(ctx, sp, rec.Topic, ev); err != nil {
+		_ = sp.Rollback(ctx)
+		if errors.Is(err, ErrPermanent) {
+			return nil, r.deadLetter(ctx, rec, err)
+		}
+		return nil, fmt.Errorf("applying %s %s@%d: %w", ev.Type, ev.AggregateID, ev.Version, err)
+	}
+	if err := sp.Commit(ctx); err != nil {
+		return nil, err
+	}
+	if !ev.LastOfCommand() || ev.CommandID == "" {
+		return nil, nil
+	}
+	body, err := r.p.Reply(ctx, tx, rec.Topic, ev)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the reply to %s: %w", ev.CommandID, err)
+	}
+	tag, err := tx.Exec(ctx, `
+		INSERT INTO command_outcomes (command_id, topic, aggregate_id, version, outcome, reply, tenant)
+		VALUES ($1, $2, $3, $4, 'applied', $5, $6) ON CONFLICT (command_id) DO NOTHING`,
+		ev.CommandID, rec.Topic, ev.AggregateID, ev.Version, body, ev.Tenant)
+	if err != nil {
+		return nil, fmt.Errorf("recording the outcome of %s: %w", ev.CommandID, err)
+	}
+	if tag.RowsAffected() == 0 || !ev.WantsReply(now) {
+		return nil, nil
+	}
+	return envelope.EncodeReply(ev.ReplyTo, envelope.Reply{
+		CommandID: ev.CommandID, Outcome: envelope.Applied, Version: ev.Version, Body: body,
+	}), nil
+}
+
+// deadLetter sends rec to its topic's dead-letter topic before the batch
+// commits: a crash in between may send it twice, never lose it.
+func (r *Runtime) deadLetter(ctx context.Context, rec *kgo.Record, reason error) error {
+	topic := r.p.Topics[rec.Topic]
+	r.log.Warn("event dead-lettered", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", reason)
+	if err := r.cl.ProduceSync(ctx, dlq.Record(topic, "projector", rec, reason)).FirstErr(); err != nil {
+		return fmt.Errorf("dead-lettering %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+	}
+	return nil
+}

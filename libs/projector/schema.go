@@ -1,0 +1,85 @@
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/answerback/answerback/libs/pipeline/envelope"
+)
+
+// schema is the runtime's own state: stored offsets per projection and
+// partition, and the outcome of every applied command with its reply.
+const schema = `
+CREATE TABLE IF NOT EXISTS projector_offsets (
+	projection  text   NOT NULL,
+	topic       text   NOT NULL,
+	partition   int    NOT NULL,
+	next_offset bigint NOT NULL,
+	PRIMARY KEY (projection, topic, partition)
+);
+CREATE TABLE IF NOT EXISTS command_outcomes (
+	command_id   text        PRIMARY KEY,
+	topic        text        NOT NULL,
+	aggregate_id text        NOT NULL,
+	version      bigint      NOT NULL,
+	outcome      text        NOT NULL,
+	reply        jsonb       NOT NULL,
+	tenant       text        NOT NULL DEFAULT '',
+	applied_at   timestamptz NOT NULL DEFAULT now()
+);`
+
+// EnsureSchema creates the runtime's tables when missing; concurrent callers
+// serialise on an advisory lock.
+func EnsureSchema(ctx context.Context, db interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}) error {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("projector schema: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7243001)`); err != nil {
+		return fmt.Errorf("projector schema: %w", err)
+	}
+	if _, err := tx.Exec(ctx, schema); err != nil {
+		return fmt.Errorf("projector schema: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+// ErrNoOutcome reports a command with no recorded outcome (yet).
+var ErrNoOutcome = errors.New("no outcome recorded for this command")
+
+// Outcome is what the view recorded for a command.
+type Outcome struct {
+	CommandID   string
+	AggregateID string
+	Version     int64
+	Outcome     envelope.Outcome
+	Reply       json.RawMessage
+	AppliedAt   time.Time
+}
+
+// LookupOutcome returns the recorded outcome of commandID, or ErrNoOutcome.
+// The gateway calls it when a reply did not arrive in time.
+func LookupOutcome(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, commandID string) (Outcome, error) {
+	o := Outcome{CommandID: commandID}
+	var outcome string
+	err := q.QueryRow(ctx, `SELECT aggregate_id, version, outcome, reply, applied_at FROM command_outcomes WHERE command_id = $1`, commandID).
+		Scan(&o.AggregateID, &o.Version, &outcome, &o.Reply, &o.AppliedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return o, ErrNoOutcome
+	}
+	if err != nil {
+		return o, fmt.Errorf("looking up the outcome of %s: %w", commandID, err)
+	}
+	o.Outcome = envelope.Outcome(outcome)
+	return o, nil
+}

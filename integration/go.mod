@@ -10,6 +10,17 @@ require (
 )
 
 require (
+	github.com/go-chi/chi/v5 v5.5.0 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+)
+
+require (
+	github.com/answerback/answerback/libs/domain v0.0.0 // indirect
+	github.com/answerback/answerback/libs/pipeline v0.0.0
+	github.com/answerback/answerback/libs/projector v0.0.0 // indirect
+	github.com/answerback/answerback/services/aggregator v0.0.0
+	github.com/answerback/answerback/services/gateway v0.0.0
+	github.com/answerback/answerback/services/projector v0.0.0
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/pgx/v5 v5.9.2 // indirect
@@ -25,3 +36,15 @@ require (
 replace github.com/answerback/answerback/libs/testenv => ../libs/testenv
 
 replace github.com/answerback/answerback/deploy/local => ../deploy/local
+
+replace github.com/answerback/answerback/libs/pipeline => ../libs/pipeline
+
+replace github.com/answerback/answerback/libs/domain => ../libs/domain
+
+replace github.com/answerback/answerback/libs/projector => ../libs/projector
+
+replace github.com/answerback/answerback/services/aggregator => ../services/aggregator
+
+replace github.com/answerback/answerback/services/projector => ../services/projector
+
+replace github.com/answerback/answerback/services/gateway => ../services/gateway

@@ -122,7 +122,8 @@ func (r *Runtime) Run(ctx context.Context) error {
 		return fmt.Errorf("projector: %w", err)
 	}
 	r.cl = cl
-	defer cl.Close()
+	// With BlockRebalanceOnPoll, leaving the group waits for AllowRebalance.
+	defer cl.CloseAllowingRebalance()
 	r.log.Info("projector started", "group", r.cfg.Group, "topics", topics)
 	for {
 		fetches := cl.PollRecords(ctx, r.cfg.MaxPollRecords)

@@ -142,6 +142,10 @@ func (r *Runtime[S]) Run(ctx context.Context) error {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Brokers...),
 		kgo.ConsumerGroup(r.cfg.Group),
+		// Static membership: a restarted instance takes its partitions back
+		// at once instead of after the dead member's session times out.
+		kgo.InstanceID(r.cfg.InstanceID),
+		kgo.SessionTimeout(10 * time.Second),
 		kgo.ConsumeTopics(r.cfg.Topics.Commands),
 		kgo.TransactionalID(r.cfg.Group + "." + r.cfg.InstanceID),
 		kgo.TransactionTimeout(r.cfg.TransactionTimeout),

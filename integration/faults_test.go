@@ -1,0 +1,204 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/answerback/answerback/libs/pipeline/dlq"
+	"github.com/answerback/answerback/libs/testenv"
+)
+
+// TestAggregatorCrashLosesNothing kills the aggregator while commands flow —
+// in-process (its context cancelled mid-transaction) and as a real process
+// (SIGKILL) — and restarts it. Afterwards every order's event versions on the
+// topic are 1..n with no gap and no duplicate, the view is at version n, and
+// every command answered 200 is in the view.
+func TestAggregatorCrashLosesNothing(t *testing.T) {
+	t.Parallel()
+	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
+		t.Parallel()
+		for _, mode := range []string{"in-process", "sigkill"} {
+			t.Run(mode, func(t *testing.T) {
+				k := &testenv.Kafka{Kind: k.Kind, Seeds: k.Seeds, Prefix: testenv.UniqueName("t"), Version: k.Version}
+				s := startStack(t, k, stackOptions{})
+				s.seedCatalog(defaultCatalog)
+				s.stop("aggregator-agg-1")
+
+				start, kill := s.inProcessAggregator, s.stop
+				if mode == "sigkill" {
+					start, kill = s.processAggregator(t), s.killProcess
+				}
+				start("agg-1")
+
+				const orders, clients, perClient = 4, 8, 15
+				for o := range orders {
+					s.mustCall(o, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": fmt.Sprintf("o%d", o), "customerId": "c"})
+				}
+				var (
+					mu      sync.Mutex
+					applied = map[string]string{} // command ID → order
+					counts  = map[int]int{}
+					sent    atomic.Int64
+				)
+				var wg sync.WaitGroup
+				for c := range clients {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := range perClient {
+							order := fmt.Sprintf("o%d", (c+i)%orders)
+							r := s.call(c+i, http.MethodPost, "/v1/orders/"+order+"/items", map[string]any{"sku": "apple", "quantity": 1})
+							sent.Add(1)
+							mu.Lock()
+							counts[r.Status]++
+							if r.Status == http.StatusOK {
+								applied[r.json(t)["commandId"].(string)] = order
+							}
+							mu.Unlock()
+						}
+					}()
+				}
+				for sent.Load() < clients*perClient/3 {
+					time.Sleep(10 * time.Millisecond)
+				}
+				kill("agg-1")
+				t.Logf("aggregator killed (%s) after %d commands", mode, sent.Load())
+				start("agg-1")
+				wg.Wait()
+				t.Logf("answers: %v", counts)
+				if counts[http.StatusOK] == 0 {
+					t.Fatal("no command was answered 200")
+				}
+				for status, n := range counts {
+					if status != http.StatusOK && status != http.StatusAccepted {
+						t.Errorf("%d commands answered %d: want only 200 or 202", n, status)
+					}
+				}
+
+				for o := range orders {
+					id := fmt.Sprintf("o%d", o)
+					events := s.eventsOf("orders", id)
+					for i, ev := range events {
+						if ev.Version != int64(i+1) {
+							t.Fatalf("order %s: event %d has version %d; versions must be 1..%d", id, i, ev.Version, len(events))
+						}
+					}
+					view := s.mustCall(o, http.StatusOK, http.MethodGet, fmt.Sprintf("/v1/orders/%s?minVersion=%d", id, len(events)), nil).json(t)
+					if view["version"] != float64(len(events)) {
+						t.Errorf("order %s: view at version %v, events topic at %d", id, view["version"], len(events))
+					}
+				}
+				for commandID, order := range applied {
+					st := s.mustCall(0, http.StatusOK, http.MethodGet, "/v1/commands/"+commandID, nil).json(t)
+					if st["status"] != "applied" || st["aggregateId"] != order {
+						t.Errorf("command %s answered 200 but its status is %v", commandID, st)
+					}
+				}
+			})
+		}
+	})
+}
+
+func (s *stack) inProcessAggregator(instance string) { s.startAggregator(instance) }
+
+// processAggregator builds the aggregator binary once and returns a function
+// starting it as a child process under the given instance ID.
+func (s *stack) processAggregator(t *testing.T) func(string) {
+	bin := buildAggregator(t)
+	return func(instance string) {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), "KAFKA_BROKERS="+strings.Join(s.k.Seeds, ","), "TOPIC_PREFIX="+s.prefix, "INSTANCE_ID="+instance, "LOG_LEVEL=warn")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }() // reaps the child
+		s.mu.Lock()
+		s.procs["aggregator-"+instance] = &component{cancel: func() { _ = cmd.Process.Signal(syscall.SIGTERM) }, done: done}
+		s.mu.Unlock()
+		s.killers.Store(instance, cmd.Process)
+	}
+}
+
+// killProcess SIGKILLs the aggregator process started for instance.
+func (s *stack) killProcess(instance string) {
+	if p, ok := s.killers.Load(instance); ok {
+		_ = p.(*os.Process).Signal(syscall.SIGKILL)
+	}
+	s.stop("aggregator-" + instance)
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+func buildAggregator(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "answerback-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "aggregator")
+		out, err := exec.Command("go", "build", "-o", builtBin, "../services/aggregator").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build aggregator: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// TestMalformedRecordsAreDeadLettered: a malformed record on the commands
+// topic and one on the events topic each land in orders.dlq with headers
+// naming the error and the source; the records after them are processed.
+func TestMalformedRecordsAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
+		t.Parallel()
+		s := startStack(t, k, stackOptions{})
+		s.seedCatalog(defaultCatalog)
+		ctx := testenv.Context(t, time.Minute)
+		tp := s.topics("orders")
+		producer := k.Client(t)
+		bad := []*kgo.Record{
+			{Topic: tp.Commands, Key: []byte("o-bad"), Value: []byte("not json")},
+			{Topic: tp.Events, Key: []byte("o-bad"), Value: []byte(`{"orderId":"o-bad"}`),
+				Headers: []kgo.RecordHeader{{Key: "ce_type", Value: []byte("orders.created.v1")}}},
+		}
+		if err := producer.ProduceSync(ctx, bad...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o-bad", "customerId": "c"})
+		s.mustCall(1, http.StatusOK, http.MethodPost, "/v1/orders/o-bad/items", map[string]any{"sku": "apple", "quantity": 1})
+
+		dead := s.dlqRecords(tp.DLQ)
+		sources := map[string]bool{}
+		for _, r := range dead {
+			if headerOf(r, dlq.HError) == "" || headerOf(r, dlq.HSourceOffset) == "" || headerOf(r, dlq.HSourcePartition) == "" {
+				t.Errorf("dead letter without error or origin headers: %v", r.Headers)
+			}
+			sources[headerOf(r, dlq.HSourceTopic)] = true
+		}
+		if len(dead) != 2 || !sources[tp.Commands] || !sources[tp.Events] {
+			t.Fatalf("%d dead letters from %v, want one from %s and one from %s", len(dead), sources, tp.Commands, tp.Events)
+		}
+	})
+}

@@ -1,0 +1,242 @@
+package integration
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/answerback/answerback/libs/testenv"
+)
+
+// TestRoundTrip: create an order, add an item; the reply carries the order
+// with the line priced from the catalog, and the catalog items that can still
+// be added — data the order aggregate does not hold.
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
+		t.Parallel()
+		s := startStack(t, k, stackOptions{})
+		s.seedCatalog(defaultCatalog)
+
+		created := s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o-1", "customerId": "c-1"})
+		if loc := created.Header.Get("Location"); loc != "/v1/orders/o-1" {
+			t.Errorf("Location = %q", loc)
+		}
+		if etag := created.Header.Get("ETag"); etag != `"1"` {
+			t.Errorf("ETag of the create = %q, want \"1\"", etag)
+		}
+
+		added := s.mustCall(1, http.StatusOK, http.MethodPost, "/v1/orders/o-1/items", map[string]any{"sku": "pear", "quantity": 2})
+		body := added.json(t)
+		if body["version"] != float64(2) || body["orderId"] != "o-1" || body["commandId"] == "" {
+			t.Fatalf("reply %s", added.Body)
+		}
+		order := body["order"].(map[string]any)
+		lines := order["lines"].([]any)
+		if len(lines) != 1 {
+			t.Fatalf("lines %v", lines)
+		}
+		line := lines[0].(map[string]any)
+		if line["sku"] != "pear" || line["name"] != "Pear" || line["unitPrice"] != float64(90) || line["quantity"] != float64(2) || line["lineTotal"] != float64(180) {
+			t.Errorf("line %v, want pear × 2 at 90 = 180", line)
+		}
+		if order["total"] != float64(180) {
+			t.Errorf("total %v, want 180", order["total"])
+		}
+		valid := skus(body["validItems"].([]any))
+		if !contains(valid, "apple") || !contains(valid, "pear") || contains(valid, "banana") {
+			t.Errorf("validItems %v: want apple and pear (pear: 2 of max 3 taken), not the inactive banana", valid)
+		}
+
+		// One more pear reaches pear's per-order maximum of 3: no longer valid.
+		again := s.mustCall(0, http.StatusOK, http.MethodPost, "/v1/orders/o-1/items", map[string]any{"sku": "pear", "quantity": 1}).json(t)
+		if valid := skus(again["validItems"].([]any)); contains(valid, "pear") || !contains(valid, "apple") {
+			t.Errorf("validItems after 3 pears: %v, want apple only", valid)
+		}
+
+		got := s.mustCall(1, http.StatusOK, http.MethodGet, "/v1/orders/o-1", nil)
+		if got.Header.Get("ETag") != `"3"` {
+			t.Errorf("view ETag %q, want \"3\"", got.Header.Get("ETag"))
+		}
+	})
+}
+
+// TestConcurrentCommandsOnOneOrder: 50 add-item commands on one order, sent
+// at once through two gateways. Every one is answered 200, each reply carries
+// its own version, the view ends at version 51 with the right quantities, and
+// the order's events on the topic are versions 1..51 exactly.
+func TestConcurrentCommandsOnOneOrder(t *testing.T) {
+	t.Parallel()
+	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
+		t.Parallel()
+		s := startStack(t, k, stackOptions{})
+		s.seedCatalog(defaultCatalog)
+		s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "hot", "customerId": "c-1"})
+
+		const n = 50
+		versions := make([]float64, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := s.call(i, http.MethodPost, "/v1/orders/hot/items", map[string]any{"sku": "apple", "quantity": 1 + i%3})
+				if r.Status != http.StatusOK {
+					t.Errorf("command %d: status %d: %s", i, r.Status, r.Body)
+					return
+				}
+				versions[i] = r.json(t)["version"].(float64)
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		sort.Float64s(versions)
+		for i, v := range versions {
+			if v != float64(i+2) {
+				t.Fatalf("reply versions %v: want each of 2..51 once", versions)
+			}
+		}
+		wantQty := 0
+		for i := range n {
+			wantQty += 1 + i%3
+		}
+		view := s.mustCall(1, http.StatusOK, http.MethodGet, "/v1/orders/hot?minVersion=51", nil).json(t)
+		lines := view["order"].(map[string]any)["lines"].([]any)
+		if view["version"] != float64(51) || len(lines) != 1 || lines[0].(map[string]any)["quantity"] != float64(wantQty) {
+			t.Fatalf("view %v: want version 51 and %d apples", view, wantQty)
+		}
+		events := s.eventsOf("orders", "hot")
+		if len(events) != n+1 {
+			t.Fatalf("%d events on the topic, want %d", len(events), n+1)
+		}
+		for i, ev := range events {
+			if ev.Version != int64(i+1) {
+				t.Fatalf("event %d has version %d: versions must be 1..%d in order", i, ev.Version, n+1)
+			}
+		}
+	})
+}
+
+// TestRejections: every rejection answers its problem+json and emits no event.
+func TestRejections(t *testing.T) {
+	t.Parallel()
+	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
+		t.Parallel()
+		s := startStack(t, k, stackOptions{})
+		s.seedCatalog(defaultCatalog)
+		s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "empty", "customerId": "c"})
+		s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "done", "customerId": "c"})
+		s.mustCall(0, http.StatusOK, http.MethodPost, "/v1/orders/done/items", map[string]any{"sku": "apple", "quantity": 1})
+		s.mustCall(0, http.StatusOK, http.MethodPost, "/v1/orders/done/submit", nil)
+
+		cases := []struct {
+			name, method, path string
+			body               any
+			status             int
+			problem            string
+		}{
+			{"add to a submitted order", http.MethodPost, "/v1/orders/done/items", map[string]any{"sku": "apple", "quantity": 1}, 409, "order-not-open"},
+			{"submit an empty order", http.MethodPost, "/v1/orders/empty/submit", nil, 422, "empty-order"},
+			{"quantity zero", http.MethodPost, "/v1/orders/empty/items", map[string]any{"sku": "apple", "quantity": 0}, 422, "quantity-out-of-range"},
+			{"quantity too large", http.MethodPost, "/v1/orders/empty/items", map[string]any{"sku": "apple", "quantity": 100000}, 422, "quantity-out-of-range"},
+			{"unknown sku", http.MethodPost, "/v1/orders/empty/items", map[string]any{"sku": "durian", "quantity": 1}, 422, "unknown-sku"},
+			{"unknown order", http.MethodPost, "/v1/orders/nobody/submit", nil, 404, "order-not-found"},
+			{"create twice", http.MethodPost, "/v1/orders", map[string]any{"id": "empty", "customerId": "c"}, 409, "order-exists"},
+		}
+		for _, c := range cases {
+			r := s.call(0, c.method, c.path, c.body)
+			if r.Status != c.status || r.Header.Get("Content-Type") != "application/problem+json" {
+				t.Errorf("%s: status %d (%s), want %d problem+json; body %s", c.name, r.Status, r.Header.Get("Content-Type"), c.status, r.Body)
+				continue
+			}
+			if p := r.json(t); p["type"] != c.problem || p["title"] == "" || p["status"] != float64(c.status) {
+				t.Errorf("%s: problem %v, want type %s", c.name, p, c.problem)
+			}
+		}
+		if evs := s.eventsOf("orders", "empty"); len(evs) != 1 {
+			t.Errorf("order 'empty' has %d events, want only its creation", len(evs))
+		}
+		if evs := s.eventsOf("orders", "done"); len(evs) != 3 {
+			t.Errorf("order 'done' has %d events, want 3 (created, item added, submitted)", len(evs))
+		}
+		if evs := s.eventsOf("orders", "nobody"); len(evs) != 0 {
+			t.Errorf("order 'nobody' has %d events, want none", len(evs))
+		}
+	})
+}
+
+// TestReplyAfterProjectorOutage: with the projector stopped no reply can
+// come; the gateway answers 202 with Location, and once the projector runs
+// again the command's status shows the outcome with its reply.
+func TestReplyAfterProjectorOutage(t *testing.T) {
+	t.Parallel()
+	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
+		t.Parallel()
+		s := startStack(t, k, stackOptions{replyWait: 2 * time.Second})
+		s.seedCatalog(defaultCatalog)
+		s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
+
+		s.stop("projector")
+		accepted := s.mustCall(1, http.StatusAccepted, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 2})
+		loc := accepted.Header.Get("Location")
+		if loc == "" || accepted.Header.Get("Retry-After") == "" {
+			t.Fatalf("202 without Location or Retry-After: %v", accepted.Header)
+		}
+		if st := s.mustCall(1, http.StatusOK, http.MethodGet, loc, nil).json(t); st["status"] != "pending" {
+			t.Errorf("status while the projector is down: %v, want pending", st)
+		}
+
+		s.startProjector()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st := s.call(0, http.MethodGet, loc, nil)
+			if st.Status == http.StatusOK && st.json(t)["status"] == "applied" {
+				reply := st.json(t)["reply"].(map[string]any)
+				if reply["version"] != float64(2) || reply["order"].(map[string]any)["total"] != float64(240) {
+					t.Errorf("recorded reply %v: want version 2 and total 240", reply)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("command never applied: last status %d %s", st.Status, st.Body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}
+
+// TestBadRequests: malformed input is refused at the edge with problem+json.
+func TestBadRequests(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, testenv.EmbeddedKafka(t), stackOptions{gateways: 1})
+	for _, c := range []struct {
+		name, method, path, contentType, body string
+		status                                int
+	}{
+		{"not JSON", http.MethodPost, "/v1/orders", "application/json", "{", 400},
+		{"unknown field", http.MethodPost, "/v1/orders", "application/json", `{"customerId":"c","colour":"red"}`, 400},
+		{"wrong media type", http.MethodPost, "/v1/orders", "text/plain", `{"customerId":"c"}`, 415},
+		{"bad order ID", http.MethodPost, "/v1/orders", "application/json", `{"id":"a b","customerId":"c"}`, 400},
+		{"too large", http.MethodPost, "/v1/orders", "application/json", fmt.Sprintf(`{"customerId":"%0100000d"}`, 1), 413},
+		{"unknown command", http.MethodGet, "/v1/commands/nope", "", "", 404},
+		{"unknown order", http.MethodGet, "/v1/orders/nope", "", "", 404},
+	} {
+		req, _ := http.NewRequest(c.method, s.gateways[0]+c.path, stringsReader(c.body))
+		if c.contentType != "" {
+			req.Header.Set("Content-Type", c.contentType)
+		}
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.status || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %s, want %d problem+json", c.name, resp.StatusCode, resp.Header.Get("Content-Type"), c.status)
+		}
+	}
+}

@@ -1,0 +1,282 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/topics"
+	"github.com/answerback/answerback/libs/testenv"
+	aggapp "github.com/answerback/answerback/services/aggregator/app"
+	"github.com/answerback/answerback/services/gateway/server"
+	projapp "github.com/answerback/answerback/services/projector/app"
+)
+
+// stack is the whole pipeline in this test process: aggregator, projector
+// and gateways, on the test's Kafka and database, under a topic prefix of the
+// test's own. Components can be stopped and started again.
+type stack struct {
+	t        *testing.T
+	k        *testenv.Kafka
+	pg       *testenv.Postgres
+	prefix   string
+	gateways []string // base URLs
+
+	mu      sync.Mutex
+	procs   map[string]*component
+	killers sync.Map // instance → *os.Process of aggregators run as processes
+}
+
+type component struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type stackOptions struct {
+	gateways  int
+	replyWait time.Duration
+}
+
+func startStack(t *testing.T, k *testenv.Kafka, opts stackOptions) *stack {
+	t.Helper()
+	if opts.gateways == 0 {
+		opts.gateways = 2
+	}
+	if opts.replyWait == 0 {
+		opts.replyWait = 10 * time.Second
+	}
+	s := &stack{t: t, k: k, pg: testenv.NewPostgres(t), prefix: k.Prefix + ".", procs: map[string]*component{}}
+	ctx := testenv.Context(t, time.Minute)
+	if err := aggapp.EnsureTopics(ctx, k.Seeds, s.prefix, 3); err != nil {
+		t.Fatal(err)
+	}
+	s.startAggregator("agg-1")
+	s.startProjector()
+	for i := range opts.gateways {
+		gw, err := server.New(ctx, server.Config{
+			InstanceID: fmt.Sprintf("gw%d-%s", i+1, k.Prefix), Brokers: k.Seeds, TopicPrefix: s.prefix, Pool: s.pg.Pool,
+			DefaultWait: opts.replyWait, MaxWait: 30 * time.Second, Logger: testLogger(t),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.gateways = append(s.gateways, "http://"+ln.Addr().String())
+		s.run(fmt.Sprintf("gateway-%d", i+1), func(ctx context.Context) { _ = server.ServeListener(ctx, gw, ln) })
+	}
+	t.Cleanup(s.stopAll)
+	return s
+}
+
+func (s *stack) run(name string, f func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &component{cancel: cancel, done: make(chan struct{})}
+	s.mu.Lock()
+	s.procs[name] = c
+	s.mu.Unlock()
+	go func() { // owned by the stack: stop waits for it
+		defer close(c.done)
+		f(ctx)
+	}()
+}
+
+func (s *stack) stop(name string) {
+	s.mu.Lock()
+	c := s.procs[name]
+	delete(s.procs, name)
+	s.mu.Unlock()
+	if c != nil {
+		c.cancel()
+		<-c.done
+	}
+}
+
+func (s *stack) stopAll() {
+	s.mu.Lock()
+	names := make([]string, 0, len(s.procs))
+	for n := range s.procs {
+		names = append(names, n)
+	}
+	s.mu.Unlock()
+	for _, n := range names {
+		s.stop(n)
+	}
+}
+
+func (s *stack) startAggregator(instance string) {
+	s.run("aggregator-"+instance, func(ctx context.Context) {
+		err := aggapp.Run(ctx, aggapp.Config{Brokers: s.k.Seeds, TopicPrefix: s.prefix, InstanceID: instance, Logger: testLogger(s.t)})
+		if err != nil {
+			s.t.Errorf("aggregator %s: %v", instance, err)
+		}
+	})
+}
+
+func (s *stack) startProjector() {
+	s.run("projector", func(ctx context.Context) {
+		err := projapp.Run(ctx, projapp.Config{Brokers: s.k.Seeds, TopicPrefix: s.prefix, Pool: s.pg.Pool, Logger: testLogger(s.t)})
+		if err != nil && ctx.Err() == nil {
+			s.t.Errorf("projector: %v", err)
+		}
+	})
+}
+
+func (s *stack) topics(domain string) topics.Names { return topics.For(s.prefix, domain) }
+
+// response is an HTTP answer, body read.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("body %q: %v", r.Body, err)
+	}
+	return m
+}
+
+var httpClient = &http.Client{Timeout: 60 * time.Second}
+
+// call sends a request to gateway i (modulo the number of gateways).
+func (s *stack) call(i int, method, path string, body any) response {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, s.gateways[i%len(s.gateways)]+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		s.t.Errorf("%s %s: %v", method, path, err)
+		return response{}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// mustCall is call that fails the test unless the status is want.
+func (s *stack) mustCall(i int, want int, method, path string, body any) response {
+	s.t.Helper()
+	r := s.call(i, method, path, body)
+	if r.Status != want {
+		s.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, r.Status, want, r.Body)
+	}
+	return r
+}
+
+// seedCatalog upserts items through the pipeline.
+func (s *stack) seedCatalog(items map[string]map[string]any) {
+	s.t.Helper()
+	for sku, item := range items {
+		s.mustCall(0, http.StatusOK, http.MethodPut, "/v1/catalog/"+sku, item)
+	}
+}
+
+// eventsOf reads the events topic from the start until it is quiet and
+// returns the events of aggregate id, in topic order.
+func (s *stack) eventsOf(domain, id string) []envelope.Event {
+	s.t.Helper()
+	cl := s.k.Client(s.t, kgo.ConsumeTopics(s.topics(domain).Events), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var out []envelope.Event
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		fetches := cl.PollFetches(ctx)
+		cancel()
+		if fetches.NumRecords() == 0 {
+			return out
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			if string(r.Key) != id {
+				return
+			}
+			ev, err := envelope.DecodeEvent(r)
+			if err != nil {
+				s.t.Errorf("undecodable event at %d: %v", r.Offset, err)
+				return
+			}
+			out = append(out, ev)
+		})
+	}
+}
+
+// dlqRecords reads a DLQ topic until it is quiet.
+func (s *stack) dlqRecords(topic string) []*kgo.Record {
+	s.t.Helper()
+	cl := s.k.Client(s.t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	var out []*kgo.Record
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		fetches := cl.PollFetches(ctx)
+		cancel()
+		if fetches.NumRecords() == 0 {
+			return out
+		}
+		out = append(out, fetches.Records()...)
+	}
+}
+
+func headerOf(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+var defaultCatalog = map[string]map[string]any{
+	"apple":  {"name": "Apple", "unitPrice": 120, "stock": 100, "maxPerOrder": 1000, "active": true},
+	"pear":   {"name": "Pear", "unitPrice": 90, "stock": 5, "maxPerOrder": 3, "active": true},
+	"banana": {"name": "Banana", "unitPrice": 50, "stock": 100, "maxPerOrder": 10, "active": false},
+}
+
+func skus(items []any) []string {
+	var out []string
+	for _, it := range items {
+		out = append(out, it.(map[string]any)["sku"].(string))
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func stringsReader(s string) io.Reader {
+	if s == "" {
+		return nil
+	}
+	return bytes.NewReader([]byte(s))
+}

@@ -1,0 +1,169 @@
+package view
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/answerback/answerback/libs/domain/catalog"
+	"github.com/answerback/answerback/libs/domain/orders"
+	"github.com/answerback/answerback/libs/pipeline/envelope"
+)
+
+// ApplyCatalogEvent projects one catalog event into catalog_items. It is
+// idempotent by version: when the item's stored version is ev.Version or
+// more, the event was applied already and nothing changes; otherwise the
+// item is upserted with version = ev.Version. An unknown event type is an
+// error wrapping ErrUnknownEvent; malformed data, one wrapping ErrBadEvent.
+// It runs a single statement, so it is atomic even on a pool.
+func ApplyCatalogEvent(ctx context.Context, q Querier, ev envelope.Event) error {
+	if ev.Type != catalog.EventItemUpserted {
+		return fmt.Errorf("%w: %q (event %s)", ErrUnknownEvent, ev.Type, ev.ID())
+	}
+	var it catalog.Item
+	if err := unmarshal(ev, &it); err != nil {
+		return err
+	}
+	if it.SKU == "" {
+		it.SKU = ev.AggregateID
+	}
+	if it.SKU != ev.AggregateID {
+		return fmt.Errorf("%w: event %s: sku %q is not the aggregate ID", ErrBadEvent, ev.ID(), it.SKU)
+	}
+	_, err := q.Exec(ctx, `
+		INSERT INTO catalog_items AS c (sku, name, unit_price, currency, stock, max_per_order, active, version)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (sku) DO UPDATE SET
+			name = excluded.name, unit_price = excluded.unit_price, currency = excluded.currency,
+			stock = excluded.stock, max_per_order = excluded.max_per_order, active = excluded.active,
+			version = excluded.version
+		WHERE c.version < excluded.version`,
+		it.SKU, it.Name, it.UnitPrice, it.Currency, it.Stock, it.MaxPerOrder, it.Active, ev.Version)
+	if err != nil {
+		return fmt.Errorf("view: apply %s: %w", ev.ID(), err)
+	}
+	return nil
+}
+
+// ApplyOrderEvent projects one order event into orders and order_lines. It
+// is idempotent by version: when the order's stored version is ev.Version or
+// more, the event was applied already and nothing changes; otherwise the
+// event is applied and the order's version set to ev.Version, updated_at to
+// ev.Time (now when zero). Each event is one statement, so it is atomic even
+// on a pool. An unknown event type is an error wrapping ErrUnknownEvent;
+// malformed data, one wrapping ErrBadEvent; an event other than
+// orders.EventCreated for an order the view does not have (its creation was
+// never applied), one wrapping ErrNotFound.
+func ApplyOrderEvent(ctx context.Context, q Querier, ev envelope.Event) error {
+	var at *time.Time
+	if !ev.Time.IsZero() {
+		at = &ev.Time
+	}
+	var (
+		sql  string
+		args = []any{ev.AggregateID, ev.Version, at}
+	)
+	// Every statement but the creation's returns one row (the count of
+	// orders it changed, 0 or 1) with the order's version check in its CTE.
+	switch ev.Type {
+	case orders.EventCreated:
+		var c orders.Created
+		if err := unmarshal(ev, &c); err != nil {
+			return err
+		}
+		if c.OrderID != "" && c.OrderID != ev.AggregateID {
+			return fmt.Errorf("%w: event %s: orderId %q is not the aggregate ID", ErrBadEvent, ev.ID(), c.OrderID)
+		}
+		_, err := q.Exec(ctx, `
+			INSERT INTO orders AS o (id, customer_id, currency, status, version, updated_at)
+			VALUES ($1, $4, $5, 'open', $2, coalesce($3, now()))
+			ON CONFLICT (id) DO UPDATE SET
+				customer_id = excluded.customer_id, currency = excluded.currency,
+				status = excluded.status, version = excluded.version, updated_at = excluded.updated_at
+			WHERE o.version < excluded.version`,
+			ev.AggregateID, ev.Version, at, c.CustomerID, c.Currency)
+		if err != nil {
+			return fmt.Errorf("view: apply %s: %w", ev.ID(), err)
+		}
+		return nil
+	case orders.EventItemAdded:
+		var a orders.ItemAdded
+		if err := unmarshal(ev, &a); err != nil {
+			return err
+		}
+		if a.SKU == "" || a.Quantity < 1 {
+			return fmt.Errorf("%w: event %s: want a sku and a positive quantity", ErrBadEvent, ev.ID())
+		}
+		sql = `
+			WITH o AS (` + bumpOrder + `),
+			l AS (
+				INSERT INTO order_lines AS l (order_id, sku, quantity)
+				SELECT id, $4, $5 FROM o
+				ON CONFLICT (order_id, sku) DO UPDATE SET quantity = l.quantity + excluded.quantity
+			)
+			SELECT count(*) FROM o`
+		args = append(args, a.SKU, a.Quantity)
+	case orders.EventItemRemoved:
+		var r orders.ItemRemoved
+		if err := unmarshal(ev, &r); err != nil {
+			return err
+		}
+		if r.SKU == "" {
+			return fmt.Errorf("%w: event %s: want a sku", ErrBadEvent, ev.ID())
+		}
+		sql = `
+			WITH o AS (` + bumpOrder + `),
+			l AS (DELETE FROM order_lines l USING o WHERE l.order_id = o.id AND l.sku = $4)
+			SELECT count(*) FROM o`
+		args = append(args, r.SKU)
+	case orders.EventSubmitted, orders.EventCancelled:
+		if !json.Valid(ev.Data) {
+			return fmt.Errorf("%w: event %s: data is not JSON", ErrBadEvent, ev.ID())
+		}
+		status := orders.StatusSubmitted
+		if ev.Type == orders.EventCancelled {
+			status = orders.StatusCancelled
+		}
+		sql = `
+			WITH o AS (
+				UPDATE orders SET status = $4, version = $2, updated_at = coalesce($3, now())
+				WHERE id = $1 AND version < $2
+				RETURNING id
+			)
+			SELECT count(*) FROM o`
+		args = append(args, status)
+	default:
+		return fmt.Errorf("%w: %q (event %s)", ErrUnknownEvent, ev.Type, ev.ID())
+	}
+	var changed int
+	if err := q.QueryRow(ctx, sql, args...).Scan(&changed); err != nil {
+		return fmt.Errorf("view: apply %s: %w", ev.ID(), err)
+	}
+	if changed > 0 {
+		return nil
+	}
+	// Nothing changed: a duplicate delivery, or an order the view lacks.
+	var exists bool
+	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM orders WHERE id = $1)", ev.AggregateID).Scan(&exists); err != nil {
+		return fmt.Errorf("view: apply %s: %w", ev.ID(), err)
+	}
+	if !exists {
+		return fmt.Errorf("%w: order %q, the subject of event %s (%s)", ErrNotFound, ev.AggregateID, ev.ID(), ev.Type)
+	}
+	return nil
+}
+
+// bumpOrder sets the order's version ($2) and updated_at ($3) unless the
+// event ($2) was applied already; it returns the order's id when it did.
+const bumpOrder = `
+	UPDATE orders SET version = $2, updated_at = coalesce($3, now())
+	WHERE id = $1 AND version < $2
+	RETURNING id`
+
+func unmarshal(ev envelope.Event, v any) error {
+	if err := json.Unmarshal(ev.Data, v); err != nil {
+		return fmt.Errorf("%w: event %s (%s): %w", ErrBadEvent, ev.ID(), ev.Type, err)
+	}
+	return nil
+}

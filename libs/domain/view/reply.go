@@ -1,0 +1,231 @@
+package view
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/answerback/answerback/libs/domain/catalog"
+	"github.com/answerback/answerback/libs/domain/orders"
+	"github.com/jackc/pgx/v5"
+)
+
+// OrderBody is the body of GetOrder: an order as the view has it, with what
+// can still be added to it.
+type OrderBody struct {
+	OrderID string   `json:"orderId"`
+	Version int64    `json:"version"` // version of the last event applied
+	Order   OrderDoc `json:"order"`
+	// ValidItems are the catalog items this order can take now, sorted by
+	// SKU; empty unless the order is open.
+	ValidItems []ValidItem `json:"validItems"`
+}
+
+// OrderReplyBody is the body of OrderReply: OrderBody naming the command.
+type OrderReplyBody struct {
+	CommandID string `json:"commandId"`
+	OrderBody
+}
+
+// OrderDoc is an order priced from the catalog.
+type OrderDoc struct {
+	ID         string      `json:"id"`
+	CustomerID string      `json:"customerId"`
+	Currency   string      `json:"currency"`
+	Status     string      `json:"status"`
+	Lines      []OrderLine `json:"lines"` // sorted by SKU
+	Total      int64       `json:"total"` // sum of the lines' LineTotal
+}
+
+// OrderLine is one line of an order, priced at the catalog's current unit
+// price. A SKU missing from the catalog has an empty name and price 0.
+type OrderLine struct {
+	SKU       string `json:"sku"`
+	Name      string `json:"name"`
+	UnitPrice int64  `json:"unitPrice"`
+	Quantity  int64  `json:"quantity"`
+	LineTotal int64  `json:"lineTotal"` // UnitPrice × Quantity
+}
+
+// ValidItem is a catalog item an order can still take: it is active,
+// Available (stock less the quantities held by submitted orders) is
+// positive, and the order holds less of it than the item's maximum per order.
+// MaxQuantity = min(Available, maxPerOrder − the order's quantity of it).
+type ValidItem struct {
+	SKU         string `json:"sku"`
+	Name        string `json:"name"`
+	UnitPrice   int64  `json:"unitPrice"`
+	Currency    string `json:"currency"`
+	Available   int64  `json:"available"`
+	MaxQuantity int64  `json:"maxQuantity"`
+}
+
+// CatalogReplyBody is the body of CatalogReply.
+type CatalogReplyBody struct {
+	CommandID string       `json:"commandId"`
+	SKU       string       `json:"sku"`
+	Version   int64        `json:"version"`
+	Item      catalog.Item `json:"item"`
+}
+
+// CatalogList is the body of ListCatalog.
+type CatalogList struct {
+	Items []catalog.Item `json:"items"` // all items, active or not, sorted by SKU
+}
+
+// OrderReply derives the reply to command commandID from the order's state
+// in the view: an OrderReplyBody as JSON. It returns an error wrapping
+// ErrNotFound when the order is not in the view.
+func OrderReply(ctx context.Context, q Querier, commandID, orderID string) (json.RawMessage, error) {
+	body, err := readOrder(ctx, q, orderID)
+	if err != nil {
+		return nil, err
+	}
+	return marshal(OrderReplyBody{CommandID: commandID, OrderBody: body})
+}
+
+// GetOrder returns the order as an OrderBody in JSON, and its version. It
+// returns an error wrapping ErrNotFound when the order is not in the view.
+func GetOrder(ctx context.Context, q Querier, orderID string) (json.RawMessage, int64, error) {
+	body, err := readOrder(ctx, q, orderID)
+	if err != nil {
+		return nil, 0, err
+	}
+	b, err := marshal(body)
+	return b, body.Version, err
+}
+
+// CatalogReply derives the reply to command commandID from the item's state
+// in the view: a CatalogReplyBody as JSON. It returns an error wrapping
+// ErrNotFound when the item is not in the view.
+func CatalogReply(ctx context.Context, q Querier, commandID, sku string) (json.RawMessage, error) {
+	body := CatalogReplyBody{CommandID: commandID, SKU: sku}
+	err := q.QueryRow(ctx, `
+		SELECT `+itemColumns+`, version
+		FROM catalog_items WHERE sku = $1`, sku).Scan(append(itemFields(&body.Item), &body.Version)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: catalog item %q", ErrNotFound, sku)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("view: catalog item %q: %w", sku, err)
+	}
+	return marshal(body)
+}
+
+// ListCatalog returns every catalog item, active or not, sorted by SKU: a
+// CatalogList as JSON.
+func ListCatalog(ctx context.Context, q Querier) (json.RawMessage, error) {
+	rows, err := q.Query(ctx, `SELECT `+itemColumns+` FROM catalog_items ORDER BY sku`)
+	if err != nil {
+		return nil, fmt.Errorf("view: list catalog: %w", err)
+	}
+	list := CatalogList{Items: []catalog.Item{}}
+	var it catalog.Item
+	if _, err := pgx.ForEachRow(rows, itemFields(&it), func() error {
+		list.Items = append(list.Items, it)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("view: list catalog: %w", err)
+	}
+	return marshal(list)
+}
+
+// CatalogItemExists reports whether the catalog has an item sku, active or not.
+func CatalogItemExists(ctx context.Context, q Querier, sku string) (bool, error) {
+	var ok bool
+	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM catalog_items WHERE sku = $1)", sku).Scan(&ok); err != nil {
+		return false, fmt.Errorf("view: catalog item %q: %w", sku, err)
+	}
+	return ok, nil
+}
+
+const itemColumns = "sku, name, unit_price, currency, stock, max_per_order, active"
+
+func itemFields(it *catalog.Item) []any {
+	return []any{&it.SKU, &it.Name, &it.UnitPrice, &it.Currency, &it.Stock, &it.MaxPerOrder, &it.Active}
+}
+
+// readOrder reads the body GetOrder and OrderReply share.
+func readOrder(ctx context.Context, q Querier, orderID string) (OrderBody, error) {
+	b := OrderBody{OrderID: orderID, Order: OrderDoc{Lines: []OrderLine{}}, ValidItems: []ValidItem{}}
+	o := &b.Order
+	err := q.QueryRow(ctx, `
+		SELECT id, customer_id, currency, status, version
+		FROM orders WHERE id = $1`, orderID).Scan(&o.ID, &o.CustomerID, &o.Currency, &o.Status, &b.Version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return b, fmt.Errorf("%w: order %q", ErrNotFound, orderID)
+	}
+	if err != nil {
+		return b, fmt.Errorf("view: order %q: %w", orderID, err)
+	}
+
+	rows, err := q.Query(ctx, `
+		SELECT l.sku, coalesce(c.name, ''), coalesce(c.unit_price, 0), l.quantity
+		FROM order_lines l
+		LEFT JOIN catalog_items c ON c.sku = l.sku
+		WHERE l.order_id = $1
+		ORDER BY l.sku`, orderID)
+	if err != nil {
+		return b, fmt.Errorf("view: order %q lines: %w", orderID, err)
+	}
+	var l OrderLine
+	if _, err := pgx.ForEachRow(rows, []any{&l.SKU, &l.Name, &l.UnitPrice, &l.Quantity}, func() error {
+		l.LineTotal = l.UnitPrice * l.Quantity
+		o.Total += l.LineTotal
+		o.Lines = append(o.Lines, l)
+		return nil
+	}); err != nil {
+		return b, fmt.Errorf("view: order %q lines: %w", orderID, err)
+	}
+
+	if o.Status != orders.StatusOpen {
+		return b, nil
+	}
+	rows, err = q.Query(ctx, validItemsSQL, orderID)
+	if err != nil {
+		return b, fmt.Errorf("view: order %q valid items: %w", orderID, err)
+	}
+	var v ValidItem
+	if _, err := pgx.ForEachRow(rows, []any{&v.SKU, &v.Name, &v.UnitPrice, &v.Currency, &v.Available, &v.MaxQuantity}, func() error {
+		b.ValidItems = append(b.ValidItems, v)
+		return nil
+	}); err != nil {
+		return b, fmt.Errorf("view: order %q valid items: %w", orderID, err)
+	}
+	return b, nil
+}
+
+// validItemsSQL selects the ValidItems of order $1, sorted by SKU.
+const validItemsSQL = `
+	WITH reserved AS (          -- stock held by submitted orders, per SKU
+		SELECT l.sku, sum(l.quantity) AS quantity
+		FROM order_lines l
+		JOIN orders o ON o.id = l.order_id
+		WHERE o.status = 'submitted'
+		GROUP BY l.sku
+	),
+	mine AS (                   -- what this order holds, per SKU
+		SELECT sku, quantity FROM order_lines WHERE order_id = $1
+	),
+	candidates AS (
+		SELECT c.sku, c.name, c.unit_price, c.currency,
+		       c.stock - coalesce(r.quantity, 0)         AS available,
+		       c.max_per_order - coalesce(m.quantity, 0) AS room
+		FROM catalog_items c
+		LEFT JOIN reserved r ON r.sku = c.sku
+		LEFT JOIN mine m     ON m.sku = c.sku
+		WHERE c.active
+	)
+	SELECT sku, name, unit_price, currency, available, least(available, room) AS max_quantity
+	FROM candidates
+	WHERE available > 0 AND room > 0
+	ORDER BY sku`
+
+func marshal(v any) (json.RawMessage, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("view: encode reply: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,349 @@
+package view_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/answerback/answerback/libs/domain/catalog"
+	"github.com/answerback/answerback/libs/domain/orders"
+	"github.com/answerback/answerback/libs/domain/view"
+	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/testenv"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+var (
+	_ view.Querier = (*pgxpool.Pool)(nil)
+	_ view.Querier = (pgx.Tx)(nil)
+	_ view.Querier = (*pgx.Conn)(nil)
+)
+
+// setup returns a migrated fresh database.
+func setup(t *testing.T) (context.Context, *pgxpool.Pool) {
+	t.Helper()
+	pg := testenv.NewPostgres(t)
+	ctx := testenv.Context(t, time.Minute)
+	if err := view.Migrate(ctx, pg.Pool); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, pg.Pool
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func itemEvent(version int64, it catalog.Item) envelope.Event {
+	return envelope.Event{
+		Meta: envelope.Meta{AggregateID: it.SKU, CommandID: "c"},
+		Type: catalog.EventItemUpserted, Version: version, Time: time.Now(), Index: 1, Count: 1,
+		Data: mustJSON(it),
+	}
+}
+
+func orderEvent(id string, version int64, typ string, data any) envelope.Event {
+	return envelope.Event{
+		Meta: envelope.Meta{AggregateID: id, CommandID: "c"},
+		Type: typ, Version: version, Time: time.Now(), Index: 1, Count: 1,
+		Data: mustJSON(data),
+	}
+}
+
+func applyCatalog(t *testing.T, ctx context.Context, q view.Querier, evs ...envelope.Event) {
+	t.Helper()
+	for _, ev := range evs {
+		if err := view.ApplyCatalogEvent(ctx, q, ev); err != nil {
+			t.Fatalf("apply %s: %v", ev.ID(), err)
+		}
+	}
+}
+
+func applyOrder(t *testing.T, ctx context.Context, q view.Querier, evs ...envelope.Event) {
+	t.Helper()
+	for _, ev := range evs {
+		if err := view.ApplyOrderEvent(ctx, q, ev); err != nil {
+			t.Fatalf("apply %s (%s): %v", ev.ID(), ev.Type, err)
+		}
+	}
+}
+
+// jsonEqual fails the test unless got and want are the same JSON value.
+func jsonEqual(t *testing.T, got json.RawMessage, want string) {
+	t.Helper()
+	var g, w any
+	if err := json.Unmarshal(got, &g); err != nil {
+		t.Fatalf("got invalid JSON %s: %v", got, err)
+	}
+	if err := json.Unmarshal([]byte(want), &w); err != nil {
+		t.Fatalf("want invalid JSON %s: %v", want, err)
+	}
+	if !reflect.DeepEqual(g, w) {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestMigrate(t *testing.T) {
+	pg := testenv.NewPostgres(t)
+	ctx := testenv.Context(t, time.Minute)
+
+	// Concurrent first runs, as when several processes start at once.
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Go(func() { errs[i] = view.Migrate(ctx, pg.Pool) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// And again, sequentially.
+	for range 2 {
+		if err := view.Migrate(ctx, pg.Pool); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n, max int
+	if err := pg.Pool.QueryRow(ctx, "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &max); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || max != 1 {
+		t.Fatalf("schema_migrations has %d rows up to version %d, want 1 row for version 1", n, max)
+	}
+	for _, table := range []string{"catalog_items", "orders", "order_lines"} {
+		if _, err := pg.Pool.Exec(ctx, "SELECT 1 FROM "+table); err != nil {
+			t.Errorf("table %s: %v", table, err)
+		}
+	}
+}
+
+func TestApplyIsIdempotent(t *testing.T) {
+	ctx, pool := setup(t)
+	widget := catalog.Item{SKU: "w", Name: "Widget", UnitPrice: 100, Currency: "EUR", Stock: 10, MaxPerOrder: 5, Active: true}
+	v1 := itemEvent(1, widget)
+	changed := widget
+	changed.Name, changed.UnitPrice = "Widget 2", 120
+	v2 := itemEvent(2, changed)
+
+	applyCatalog(t, ctx, pool, v1, v1)
+	got, err := view.CatalogReply(ctx, pool, "c-1", "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonEqual(t, got, `{"commandId":"c-1","sku":"w","version":1,"item":
+		{"sku":"w","name":"Widget","unitPrice":100,"currency":"EUR","stock":10,"maxPerOrder":5,"active":true}}`)
+	applyCatalog(t, ctx, pool, v2, v1, v2) // a late duplicate of v1 must not roll back v2
+	got, err = view.CatalogReply(ctx, pool, "c-2", "w")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonEqual(t, got, `{"commandId":"c-2","sku":"w","version":2,"item":
+		{"sku":"w","name":"Widget 2","unitPrice":120,"currency":"EUR","stock":10,"maxPerOrder":5,"active":true}}`)
+
+	events := []envelope.Event{
+		orderEvent("o", 1, orders.EventCreated, orders.Created{OrderID: "o", CustomerID: "cust", Currency: "EUR"}),
+		orderEvent("o", 2, orders.EventItemAdded, orders.ItemAdded{SKU: "w", Quantity: 2}),
+		orderEvent("o", 3, orders.EventItemAdded, orders.ItemAdded{SKU: "x", Quantity: 1}),
+		orderEvent("o", 4, orders.EventItemRemoved, orders.ItemRemoved{SKU: "x"}),
+		orderEvent("o", 5, orders.EventItemAdded, orders.ItemAdded{SKU: "w", Quantity: 1}),
+		orderEvent("o", 6, orders.EventSubmitted, orders.Submitted{}),
+	}
+	var previous json.RawMessage
+	for _, ev := range events {
+		applyOrder(t, ctx, pool, ev)
+		once, version, err := view.GetOrder(ctx, pool, "o")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if version != ev.Version {
+			t.Fatalf("after %s: version %d, want %d", ev.Type, version, ev.Version)
+		}
+		// Redeliver this event and all before it: nothing may change.
+		for _, old := range events[:ev.Version] {
+			applyOrder(t, ctx, pool, old)
+		}
+		twice, _, err := view.GetOrder(ctx, pool, "o")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(once) != string(twice) {
+			t.Fatalf("redelivery up to %s changed the order:\n%s\n%s", ev.Type, once, twice)
+		}
+		if string(once) == string(previous) {
+			t.Fatalf("%s changed nothing: %s", ev.Type, once)
+		}
+		previous = once
+	}
+	jsonEqual(t, previous, `{"orderId":"o","version":6,"order":{"id":"o","customerId":"cust","currency":"EUR",
+		"status":"submitted","lines":[{"sku":"w","name":"Widget 2","unitPrice":120,"quantity":3,"lineTotal":360}],
+		"total":360},"validItems":[]}`)
+}
+
+func TestApplyErrors(t *testing.T) {
+	ctx, pool := setup(t)
+	for _, tt := range []struct {
+		name  string
+		apply func(context.Context, view.Querier, envelope.Event) error
+		ev    envelope.Event
+		want  error
+	}{
+		{"catalog unknown type", view.ApplyCatalogEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "w"}, Type: "catalog.gone.v1", Version: 1, Data: json.RawMessage(`{}`)}, view.ErrUnknownEvent},
+		{"catalog malformed", view.ApplyCatalogEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "w"}, Type: catalog.EventItemUpserted, Version: 1, Data: json.RawMessage(`{"stock":"x"}`)}, view.ErrBadEvent},
+		{"catalog sku mismatch", view.ApplyCatalogEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "w"}, Type: catalog.EventItemUpserted, Version: 1, Data: mustJSON(catalog.Item{SKU: "other"})}, view.ErrBadEvent},
+		{"order unknown type", view.ApplyOrderEvent, orderEvent("o", 1, "orders.archived.v1", struct{}{}), view.ErrUnknownEvent},
+		{"order malformed", view.ApplyOrderEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "o"}, Type: orders.EventItemAdded, Version: 2, Data: json.RawMessage(`{"sku":1}`)}, view.ErrBadEvent},
+		{"order zero quantity", view.ApplyOrderEvent, orderEvent("o", 2, orders.EventItemAdded, orders.ItemAdded{SKU: "w"}), view.ErrBadEvent},
+		{"order missing", view.ApplyOrderEvent, orderEvent("nope", 2, orders.EventSubmitted, orders.Submitted{}), view.ErrNotFound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.apply(ctx, pool, tt.ev); !errors.Is(err, tt.want) {
+				t.Fatalf("error %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestOrderReply(t *testing.T) {
+	ctx, pool := setup(t)
+	items := []catalog.Item{
+		{SKU: "a", Name: "Apple", UnitPrice: 250, Currency: "EUR", Stock: 10, MaxPerOrder: 5, Active: true},
+		{SKU: "b", Name: "Banana", UnitPrice: 100, Currency: "EUR", Stock: 3, MaxPerOrder: 10, Active: true},   // all held by a submitted order
+		{SKU: "c", Name: "Cherry", UnitPrice: 10, Currency: "EUR", Stock: 100, MaxPerOrder: 10, Active: false}, // inactive
+		{SKU: "d", Name: "Date", UnitPrice: 50, Currency: "EUR", Stock: 100, MaxPerOrder: 2, Active: true},     // at its maximum in o-1
+		{SKU: "e", Name: "Elderberry", UnitPrice: 7, Currency: "EUR", Stock: 4, MaxPerOrder: 10, Active: true}, // 1 held
+		{SKU: "f", Name: "Fig", UnitPrice: 7, Currency: "EUR", Stock: 0, MaxPerOrder: 10, Active: true},        // no stock
+	}
+	tx, err := pool.Begin(ctx) // the projector's way: apply and reply in one transaction
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	for _, it := range items {
+		applyCatalog(t, ctx, tx, itemEvent(1, it))
+	}
+	created := func(id string) envelope.Event {
+		return orderEvent(id, 1, orders.EventCreated, orders.Created{OrderID: id, CustomerID: "cust-" + id, Currency: "EUR"})
+	}
+	added := func(id string, v int64, sku string, n int64) envelope.Event {
+		return orderEvent(id, v, orders.EventItemAdded, orders.ItemAdded{SKU: sku, Quantity: n})
+	}
+	applyOrder(t, ctx, tx,
+		// A submitted order holds all of b and one e.
+		created("s"), added("s", 2, "b", 3), added("s", 3, "e", 1), orderEvent("s", 4, orders.EventSubmitted, orders.Submitted{}),
+		// A cancelled order and an open one hold nothing.
+		created("x"), added("x", 2, "a", 5), orderEvent("x", 3, orders.EventCancelled, orders.Cancelled{}),
+		created("y"), added("y", 2, "a", 5),
+		// The order under test; z is not in the catalog.
+		created("o-1"), added("o-1", 2, "a", 2), added("o-1", 3, "d", 2), added("o-1", 4, "z", 1),
+	)
+	got, err := view.OrderReply(ctx, tx, "cmd-7", "o-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonEqual(t, got, `{
+		"commandId": "cmd-7", "orderId": "o-1", "version": 4,
+		"order": {"id": "o-1", "customerId": "cust-o-1", "currency": "EUR", "status": "open",
+			"lines": [
+				{"sku": "a", "name": "Apple", "unitPrice": 250, "quantity": 2, "lineTotal": 500},
+				{"sku": "d", "name": "Date", "unitPrice": 50, "quantity": 2, "lineTotal": 100},
+				{"sku": "z", "name": "", "unitPrice": 0, "quantity": 1, "lineTotal": 0}
+			],
+			"total": 600},
+		"validItems": [
+			{"sku": "a", "name": "Apple", "unitPrice": 250, "currency": "EUR", "available": 10, "maxQuantity": 3},
+			{"sku": "e", "name": "Elderberry", "unitPrice": 7, "currency": "EUR", "available": 3, "maxQuantity": 3}
+		]}`)
+
+	// GetOrder has the same body without the command ID.
+	body, version, err := view.GetOrder(ctx, tx, "o-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var withCommand map[string]any
+	_ = json.Unmarshal(got, &withCommand)
+	delete(withCommand, "commandId")
+	jsonEqual(t, body, string(mustJSON(withCommand)))
+	if version != 4 {
+		t.Fatalf("GetOrder version = %d, want 4", version)
+	}
+
+	// Submitting o-1: no valid items any more, and its lines now hold stock.
+	applyOrder(t, ctx, tx, orderEvent("o-1", 5, orders.EventSubmitted, orders.Submitted{}))
+	var reply view.OrderReplyBody
+	if got, err = view.OrderReply(ctx, tx, "cmd-8", "o-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(got, &reply); err != nil {
+		t.Fatal(err)
+	}
+	if reply.Order.Status != orders.StatusSubmitted || len(reply.ValidItems) != 0 || reply.Order.Total != 600 {
+		t.Fatalf("submitted order reply: %s", got)
+	}
+	body, _, err = view.GetOrder(ctx, tx, "y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var y view.OrderBody
+	if err := json.Unmarshal(body, &y); err != nil {
+		t.Fatal(err)
+	}
+	// a is excluded: y holds 5, its maximum (8 are available, o-1 holding 2).
+	want := []view.ValidItem{
+		{SKU: "d", Name: "Date", UnitPrice: 50, Currency: "EUR", Available: 98, MaxQuantity: 2},
+		{SKU: "e", Name: "Elderberry", UnitPrice: 7, Currency: "EUR", Available: 3, MaxQuantity: 3},
+	}
+	if !reflect.DeepEqual(y.ValidItems, want) {
+		t.Fatalf("valid items of y = %+v, want %+v", y.ValidItems, want)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	ctx, pool := setup(t)
+	if _, _, err := view.GetOrder(ctx, pool, "missing"); !errors.Is(err, view.ErrNotFound) {
+		t.Errorf("GetOrder: %v, want ErrNotFound", err)
+	}
+	if _, err := view.OrderReply(ctx, pool, "c", "missing"); !errors.Is(err, view.ErrNotFound) {
+		t.Errorf("OrderReply: %v, want ErrNotFound", err)
+	}
+	if _, err := view.CatalogReply(ctx, pool, "c", "missing"); !errors.Is(err, view.ErrNotFound) {
+		t.Errorf("CatalogReply: %v, want ErrNotFound", err)
+	}
+}
+
+func TestCatalogReads(t *testing.T) {
+	ctx, pool := setup(t)
+	got, err := view.ListCatalog(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonEqual(t, got, `{"items":[]}`)
+	applyCatalog(t, ctx, pool,
+		itemEvent(1, catalog.Item{SKU: "b", Name: "B", UnitPrice: 2, Currency: "USD", Stock: 0, MaxPerOrder: 1}),
+		itemEvent(1, catalog.Item{SKU: "a", Name: "A", UnitPrice: 1, Currency: "EUR", Stock: 5, MaxPerOrder: 2, Active: true}),
+	)
+	if got, err = view.ListCatalog(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	jsonEqual(t, got, `{"items":[
+		{"sku":"a","name":"A","unitPrice":1,"currency":"EUR","stock":5,"maxPerOrder":2,"active":true},
+		{"sku":"b","name":"B","unitPrice":2,"currency":"USD","stock":0,"maxPerOrder":1,"active":false}]}`)
+	for sku, want := range map[string]bool{"a": true, "b": true, "c": false} {
+		if ok, err := view.CatalogItemExists(ctx, pool, sku); err != nil || ok != want {
+			t.Errorf("CatalogItemExists(%q) = %v, %v; want %v", sku, ok, err, want)
+		}
+	}
+}

@@ -1,0 +1,84 @@
+// Package service holds what every Answerback binary does the same way:
+// configuration from environment variables with flags as override, a
+// structured logger, and signal handling (the first SIGINT/SIGTERM cancels
+// the context for a graceful shutdown, a second one exits at once).
+package service
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Flags wraps a FlagSet whose defaults come from environment variables.
+type Flags struct{ *flag.FlagSet }
+
+// NewFlags returns a flag set for the named binary.
+func NewFlags(name string) Flags { return Flags{flag.NewFlagSet(name, flag.ContinueOnError)} }
+
+// String defines a string flag whose default is $env, else def.
+func (f Flags) String(name, env, def, usage string) *string {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		def = v
+	}
+	return f.FlagSet.String(name, def, usage+" (env "+env+")")
+}
+
+// Duration defines a duration flag whose default is $env, else def.
+func (f Flags) Duration(name, env string, def time.Duration, usage string) *time.Duration {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			def = d
+		}
+	}
+	return f.FlagSet.Duration(name, def, usage+" (env "+env+")")
+}
+
+// List splits a comma-separated value, dropping empty items.
+func List(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Logger returns a JSON logger on stderr at the level named by LOG_LEVEL (default info).
+func Logger(name string) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(os.Getenv("LOG_LEVEL")))
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("service", name)
+}
+
+// SignalContext is canceled by the first SIGINT or SIGTERM; a second one
+// exits the process at once with status 1.
+func SignalContext(log *slog.Logger) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() { // owned by the process: lives until exit
+		<-sigs
+		log.Info("signal received: shutting down (send another to exit at once)")
+		cancel()
+		<-sigs
+		log.Warn("second signal: exiting at once")
+		os.Exit(1)
+	}()
+	return ctx, cancel
+}
+
+// Hostname is the machine's name, or "local".
+func Hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "local"
+	}
+	return h
+}

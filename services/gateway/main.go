@@ -1,0 +1,72 @@
+// Command gateway serves the REST API: it turns requests into commands and
+// answers each with the reply derived by the read side.
+//
+// Configuration (environment, flags override): KAFKA_BROKERS, DATABASE_URL,
+// TOPIC_PREFIX, HTTP_ADDR (default :8080), INSTANCE_ID (default
+// "<host>-<random>": each instance has a reply topic of its own), REPLY_WAIT.
+//
+// On SIGTERM it stops accepting connections, lets in-flight requests finish,
+// and deletes its reply topic; a second signal exits at once.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/answerback/answerback/libs/pipeline/service"
+	"github.com/answerback/answerback/services/gateway/server"
+)
+
+func main() {
+	log := service.Logger("gateway")
+	f := service.NewFlags("gateway")
+	brokers := f.String("kafka-brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
+	dsn := f.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
+	prefix := f.String("topic-prefix", "TOPIC_PREFIX", "", "prefix of every topic name")
+	addr := f.String("http-addr", "HTTP_ADDR", ":8080", "HTTP listen address")
+	instance := f.String("instance-id", "INSTANCE_ID", service.Hostname()+"-"+randomSuffix(), "this instance's name (its reply topic is replies.<name>)")
+	wait := f.Duration("reply-wait", "REPLY_WAIT", 5*time.Second, "how long a request waits for its reply before answering 202")
+	if err := f.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		os.Exit(2)
+	}
+	ctx, cancel := service.SignalContext(log)
+	defer cancel()
+	if err := run(ctx, *brokers, *dsn, *prefix, *addr, *instance, *wait, log); err != nil {
+		log.Error("gateway failed", "err", err)
+		os.Exit(1)
+	}
+	log.Info("gateway stopped")
+}
+
+func run(ctx context.Context, brokers, dsn, prefix, addr, instance string, wait time.Duration, log *slog.Logger) error {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	gw, err := server.New(ctx, server.Config{
+		InstanceID: instance, Brokers: service.List(brokers), TopicPrefix: prefix, Pool: pool,
+		DefaultWait: wait, MaxWait: max(wait, 30*time.Second), Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	return server.Serve(ctx, gw, addr)
+}
+
+func randomSuffix() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,370 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/google/uuid"
+
+	"github.com/answerback/answerback/libs/domain/catalog"
+	"github.com/answerback/answerback/libs/domain/orders"
+	"github.com/answerback/answerback/libs/domain/problems"
+	"github.com/answerback/answerback/libs/domain/view"
+	"github.com/answerback/answerback/libs/pipeline/commands"
+	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/projector"
+)
+
+// maxBody bounds request bodies; larger ones are answered 413.
+const maxBody = 64 << 10
+
+func (g *Gateway) routes() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.Use(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			w.Header().Set("Answerback-Gateway", g.cfg.InstanceID)
+			next.ServeHTTP(w, req)
+		})
+	})
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	r.Get("/readyz", g.ready)
+	r.Route("/v1", func(r chi.Router) {
+		r.Post("/orders", g.createOrder)
+		r.Get("/orders/{id}", g.getOrder)
+		r.Post("/orders/{id}/items", g.addItem)
+		r.Delete("/orders/{id}/items/{sku}", g.removeItem)
+		r.Post("/orders/{id}/submit", g.orderCommand(orders.CommandSubmit))
+		r.Post("/orders/{id}/cancel", g.orderCommand(orders.CommandCancel))
+		r.Get("/commands/{commandId}", g.commandStatus)
+		r.Get("/catalog", g.listCatalog)
+		r.Put("/catalog/{sku}", g.upsertCatalogItem)
+	})
+	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
+		writeProblem(w, &envelope.Problem{Type: "not-found", Title: "no such resource", Status: http.StatusNotFound})
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+		writeProblem(w, &envelope.Problem{Type: "method-not-allowed", Title: "method not allowed", Status: http.StatusMethodNotAllowed})
+	})
+	return r
+}
+
+func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := g.cfg.Pool.Ping(ctx); err != nil {
+		writeProblem(w, &envelope.Problem{Type: "not-ready", Title: "database unavailable", Status: http.StatusServiceUnavailable})
+		return
+	}
+	if err := g.cl.Ping(ctx); err != nil {
+		writeProblem(w, &envelope.Problem{Type: "not-ready", Title: "Kafka unavailable", Status: http.StatusServiceUnavailable})
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// decodeBody reads a JSON request body into v: 415 for another media type,
+// 413 when too large, 400 when malformed or with unknown fields.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeProblem(w, &envelope.Problem{Type: "unsupported-media-type", Title: "send application/json", Status: http.StatusUnsupportedMediaType})
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeProblem(w, &envelope.Problem{Type: "too-large", Title: "request body too large", Status: http.StatusRequestEntityTooLarge,
+				Detail: fmt.Sprintf("at most %d bytes", maxBody)})
+			return false
+		}
+		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Status: http.StatusBadRequest, Detail: err.Error()})
+		return false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Status: http.StatusBadRequest, Detail: "trailing data after the JSON value"})
+		return false
+	}
+	return true
+}
+
+// validID accepts aggregate IDs and SKUs: 1 to 100 bytes of letters, digits, '-', '_', '.', ':'.
+func validID(id string) bool {
+	if id == "" || len(id) > 100 {
+		return false
+	}
+	for _, c := range id {
+		letterOrDigit := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !letterOrDigit && !strings.ContainsRune("-_.:", c) {
+			return false
+		}
+	}
+	return true
+}
+
+func badID(w http.ResponseWriter, what, id string) {
+	writeProblem(w, &envelope.Problem{Type: "malformed", Title: "invalid " + what, Status: http.StatusBadRequest,
+		Detail: fmt.Sprintf("%q: want 1 to 100 letters, digits, '-', '_', '.' or ':'", id)})
+}
+
+func (g *Gateway) createOrder(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		ID string `json:"id"`
+		orders.Create
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	if body.ID == "" {
+		body.ID = uuid.NewString()
+	}
+	if !validID(body.ID) {
+		badID(w, "order ID", body.ID)
+		return
+	}
+	data, _ := json.Marshal(body.Create)
+	g.send(w, r, g.orders.Commands, orders.CommandCreate, body.ID, data, http.StatusCreated)
+}
+
+func (g *Gateway) addItem(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	if !validID(id) {
+		badID(w, "order ID", id)
+		return
+	}
+	var body orders.AddItem
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	// The order aggregate does not know the catalog: an unknown SKU is refused
+	// here, from the catalog view, before any command is produced.
+	exists, err := view.CatalogItemExists(r.Context(), g.cfg.Pool, body.SKU)
+	if err != nil {
+		g.internal(w, "catalog lookup", err)
+		return
+	}
+	if !exists {
+		writeProblem(w, &envelope.Problem{Type: problems.UnknownSKU, Title: "unknown SKU", Status: problems.HTTPStatus(problems.UnknownSKU),
+			Detail: fmt.Sprintf("%q is not in the catalog", body.SKU)})
+		return
+	}
+	data, _ := json.Marshal(body)
+	g.send(w, r, g.orders.Commands, orders.CommandAddItem, id, data, http.StatusOK)
+}
+
+func (g *Gateway) removeItem(w http.ResponseWriter, r *http.Request) {
+	id, sku := chi.URLParam(r, "id"), chi.URLParam(r, "sku")
+	if !validID(id) {
+		badID(w, "order ID", id)
+		return
+	}
+	data, _ := json.Marshal(orders.RemoveItem{SKU: sku})
+	g.send(w, r, g.orders.Commands, orders.CommandRemoveItem, id, data, http.StatusOK)
+}
+
+func (g *Gateway) orderCommand(commandType string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := chi.URLParam(r, "id")
+		if !validID(id) {
+			badID(w, "order ID", id)
+			return
+		}
+		g.send(w, r, g.orders.Commands, commandType, id, json.RawMessage(`{}`), http.StatusOK)
+	}
+}
+
+func (g *Gateway) upsertCatalogItem(w http.ResponseWriter, r *http.Request) {
+	sku := chi.URLParam(r, "sku")
+	if !validID(sku) {
+		badID(w, "SKU", sku)
+		return
+	}
+	var body catalog.Upsert
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	data, _ := json.Marshal(body)
+	g.send(w, r, g.catalog.Commands, catalog.CommandUpsert, sku, data, http.StatusOK)
+}
+
+// send produces a command and answers with its outcome. The waiter is
+// registered before the produce, so no reply can slip past it.
+func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandType, aggregateID string, data json.RawMessage, okStatus int) {
+	wait := g.cfg.DefaultWait
+	cmd := envelope.Command{
+		Meta: envelope.Meta{
+			CommandID:       uuid.NewString(),
+			AggregateID:     aggregateID,
+			ReplyTo:         g.router.Topic(),
+			Deadline:        time.Now().Add(wait),
+			TraceParent:     r.Header.Get("traceparent"),
+			ExpectedVersion: envelope.NoVersion,
+		},
+		Type: commandType,
+		Data: data,
+	}
+	waiter := g.router.Register(cmd.CommandID)
+	defer waiter.Done()
+
+	produceCtx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
+	err := g.producer.Send(produceCtx, topic, cmd)
+	cancel()
+	if err != nil {
+		if errors.Is(err, commands.ErrUnavailable) {
+			g.log.Warn("command not produced", "command_id", cmd.CommandID, "err", err)
+			w.Header().Set("Retry-After", "1")
+			writeProblem(w, &envelope.Problem{Type: "unavailable", Title: "the command bus is unavailable; retry shortly", Status: http.StatusServiceUnavailable})
+			return
+		}
+		g.internal(w, "produce", err)
+		return
+	}
+	g.rememberSent(cmd.CommandID)
+
+	waitCtx, cancel := context.WithTimeout(r.Context(), wait)
+	reply, err := waiter.Wait(waitCtx)
+	cancel()
+	if err == nil {
+		g.writeReply(w, reply, aggregateID, okStatus)
+		return
+	}
+	if r.Context().Err() != nil {
+		return // the client went away
+	}
+	// No reply in time: the projector may have committed and crashed before
+	// sending it. The recorded outcome answers as well as the reply would.
+	outcome, err := projector.LookupOutcome(r.Context(), g.cfg.Pool, cmd.CommandID)
+	if err == nil {
+		g.writeReply(w, envelope.Reply{CommandID: cmd.CommandID, Outcome: outcome.Outcome, Version: outcome.Version, Body: outcome.Reply}, aggregateID, okStatus)
+		return
+	}
+	if !errors.Is(err, projector.ErrNoOutcome) {
+		g.log.Warn("outcome lookup failed", "command_id", cmd.CommandID, "err", err)
+	}
+	w.Header().Set("Location", "/v1/commands/"+cmd.CommandID)
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusAccepted, map[string]string{"commandId": cmd.CommandID, "status": "pending"})
+}
+
+func (g *Gateway) writeReply(w http.ResponseWriter, reply envelope.Reply, aggregateID string, okStatus int) {
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(reply.Version, 10)))
+	if reply.Outcome == envelope.Rejected {
+		var p envelope.Problem
+		if err := json.Unmarshal(reply.Body, &p); err != nil {
+			g.internal(w, "rejection", err)
+			return
+		}
+		p.Status = problems.HTTPStatus(p.Type)
+		writeProblem(w, &p)
+		return
+	}
+	if okStatus == http.StatusCreated {
+		w.Header().Set("Location", "/v1/orders/"+aggregateID)
+	}
+	w.Header().Set("Content-Type", envelope.ContentTypeJSON)
+	w.WriteHeader(okStatus)
+	_, _ = w.Write(reply.Body)
+}
+
+func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	if !validID(id) {
+		badID(w, "order ID", id)
+		return
+	}
+	minVersion := int64(0)
+	if v := r.URL.Query().Get("minVersion"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			writeProblem(w, &envelope.Problem{Type: "malformed", Title: "minVersion must be a non-negative integer", Status: http.StatusBadRequest})
+			return
+		}
+		minVersion = n
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.DefaultWait)
+	defer cancel()
+	for {
+		body, version, err := view.GetOrder(ctx, g.cfg.Pool, id)
+		switch {
+		case errors.Is(err, view.ErrNotFound) && minVersion == 0:
+			writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found", Status: http.StatusNotFound})
+			return
+		case err != nil && !errors.Is(err, view.ErrNotFound):
+			g.internal(w, "order view", err)
+			return
+		case err == nil && version >= minVersion:
+			w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(version, 10)))
+			w.Header().Set("Content-Type", envelope.ContentTypeJSON)
+			_, _ = w.Write(body)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			writeProblem(w, &envelope.Problem{Type: "version-not-reached", Title: "the view has not reached that version yet", Status: http.StatusGatewayTimeout})
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (g *Gateway) commandStatus(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "commandId")
+	outcome, err := projector.LookupOutcome(r.Context(), g.cfg.Pool, id)
+	switch {
+	case err == nil:
+		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(outcome.Version, 10)))
+		writeJSON(w, http.StatusOK, map[string]any{
+			"commandId": id, "status": outcome.Outcome, "aggregateId": outcome.AggregateID,
+			"version": outcome.Version, "appliedAt": outcome.AppliedAt, "reply": outcome.Reply,
+		})
+	case errors.Is(err, projector.ErrNoOutcome) && g.wasSent(id):
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusOK, map[string]string{"commandId": id, "status": "pending"})
+	case errors.Is(err, projector.ErrNoOutcome):
+		writeProblem(w, &envelope.Problem{Type: "command-not-found", Title: "unknown command", Status: http.StatusNotFound})
+	default:
+		g.internal(w, "command status", err)
+	}
+}
+
+func (g *Gateway) listCatalog(w http.ResponseWriter, r *http.Request) {
+	body, err := view.ListCatalog(r.Context(), g.cfg.Pool)
+	if err != nil {
+		g.internal(w, "catalog view", err)
+		return
+	}
+	w.Header().Set("Content-Type", envelope.ContentTypeJSON)
+	_, _ = w.Write(body)
+}
+
+// internal logs err once, here at the edge, and answers 500 without details.
+func (g *Gateway) internal(w http.ResponseWriter, what string, err error) {
+	g.log.Error("internal error", "during", what, "err", err)
+	writeProblem(w, &envelope.Problem{Type: "internal", Title: "internal error", Status: http.StatusInternalServerError})
+}
+
+func writeProblem(w http.ResponseWriter, p *envelope.Problem) {
+	if p.Status == 0 {
+		p.Status = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", envelope.ProblemJSON)
+	w.WriteHeader(p.Status)
+	_ = json.NewEncoder(w).Encode(p)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", envelope.ContentTypeJSON)
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

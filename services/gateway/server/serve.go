@@ -1,0 +1,63 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Serve listens on addr and serves gw until ctx ends, then shuts down
+// gracefully: it stops accepting, lets in-flight requests finish (up to the
+// longest reply wait plus a margin), stops routing replies and deletes the
+// reply topic.
+func Serve(ctx context.Context, gw *Gateway, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ServeListener(ctx, gw, ln)
+}
+
+// ServeListener is Serve on an open listener (tests pass one on port 0).
+func ServeListener(ctx context.Context, gw *Gateway, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           gw.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      gw.cfg.MaxWait + 15*time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	routerCtx, stopRouter := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // the reply router: stopped after the HTTP server drained
+		defer wg.Done()
+		_ = gw.Run(routerCtx)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }() // ends when Shutdown is called
+	gw.log.Info("gateway listening", "addr", ln.Addr().String(), "reply_topic", gw.ReplyTopic())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	drainCtx, cancel := context.WithTimeout(context.Background(), gw.cfg.MaxWait+5*time.Second)
+	defer cancel()
+	if shutdownErr := srv.Shutdown(drainCtx); shutdownErr != nil {
+		err = errors.Join(err, shutdownErr)
+	}
+	stopRouter()
+	wg.Wait()
+	if closeErr := gw.Close(drainCtx, true); closeErr != nil {
+		err = errors.Join(err, closeErr)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

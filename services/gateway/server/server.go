@@ -1,0 +1,181 @@
+// Package server is the REST gateway: it validates requests, turns them into
+// commands, produces them keyed by aggregate ID, and answers each HTTP request
+// with the reply that comes back on this instance's own reply topic — or, when
+// the reply does not come in time, with the outcome recorded in the view, or
+// 202 Accepted and where to look later.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/answerback/answerback/libs/domain/view"
+	"github.com/answerback/answerback/libs/pipeline/commands"
+	"github.com/answerback/answerback/libs/pipeline/replies"
+	"github.com/answerback/answerback/libs/pipeline/topics"
+	"github.com/answerback/answerback/libs/projector"
+)
+
+// Config configures a Gateway.
+type Config struct {
+	// InstanceID names this gateway; its reply topic is replies.<InstanceID>. Required.
+	InstanceID string
+	Brokers    []string
+	// TopicPrefix is put before every topic name ("" in production).
+	TopicPrefix string
+	Pool        *pgxpool.Pool
+	// DefaultWait is how long a request waits for its reply; default 5s.
+	DefaultWait time.Duration
+	// MaxWait caps Prefer: wait=N; default 30s.
+	MaxWait time.Duration
+	// ProduceTimeout bounds handing a command to Kafka; past it the request
+	// is answered 503. Default 3s.
+	ProduceTimeout time.Duration
+	Logger         *slog.Logger
+	ClientOpts     []kgo.Opt
+}
+
+func (c *Config) setDefaults() {
+	if c.DefaultWait == 0 {
+		c.DefaultWait = 5 * time.Second
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = 30 * time.Second
+	}
+	if c.ProduceTimeout == 0 {
+		c.ProduceTimeout = 3 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every missing setting at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.InstanceID == "" {
+		errs = append(errs, errors.New("instance ID is required"))
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("brokers are required"))
+	}
+	if c.Pool == nil {
+		errs = append(errs, errors.New("a database pool is required"))
+	}
+	if c.DefaultWait > c.MaxWait {
+		errs = append(errs, fmt.Errorf("default wait %s exceeds max wait %s", c.DefaultWait, c.MaxWait))
+	}
+	return errors.Join(errs...)
+}
+
+// Gateway is one gateway instance.
+type Gateway struct {
+	cfg      Config
+	log      *slog.Logger
+	cl       *kgo.Client
+	producer *commands.Producer
+	router   *replies.Router
+	orders   topics.Names
+	catalog  topics.Names
+
+	// sent remembers the commands this instance produced recently, so that
+	// GET /v1/commands/{id} can say "pending" for them before they apply.
+	sentMu sync.Mutex
+	sent   map[string]time.Time
+
+	wg sync.WaitGroup // the router loop
+}
+
+// New opens the reply topic and the Kafka client. Call Run, then Close.
+func New(ctx context.Context, cfg Config) (*Gateway, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	// The gateway reads the view and the recorded outcomes: make sure their
+	// schema exists even when it starts before any projector (both are
+	// idempotent and serialised by advisory locks).
+	if err := view.Migrate(ctx, cfg.Pool); err != nil {
+		return nil, fmt.Errorf("gateway: view migrations: %w", err)
+	}
+	if err := projector.EnsureSchema(ctx, cfg.Pool); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
+	}, cfg.ClientOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	router, err := replies.Open(ctx, replies.Config{
+		Brokers: cfg.Brokers, Topic: topics.ReplyTopic(cfg.TopicPrefix, cfg.InstanceID),
+		Logger: cfg.Logger, ClientOpts: cfg.ClientOpts,
+	})
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	return &Gateway{
+		cfg: cfg, log: cfg.Logger.With("gateway", cfg.InstanceID), cl: cl,
+		producer: commands.NewProducer(cl), router: router,
+		orders:  topics.For(cfg.TopicPrefix, "orders"),
+		catalog: topics.For(cfg.TopicPrefix, "catalog"),
+		sent:    map[string]time.Time{},
+	}, nil
+}
+
+// Run routes replies until ctx ends.
+func (g *Gateway) Run(ctx context.Context) error {
+	g.wg.Add(1)
+	defer g.wg.Done()
+	return g.router.Run(ctx)
+}
+
+// Close stops the Kafka clients and, when clean is set, deletes the reply
+// topic. Call it after Run has returned and the HTTP server has drained.
+func (g *Gateway) Close(ctx context.Context, clean bool) error {
+	g.wg.Wait()
+	err := g.router.Close(ctx, clean)
+	g.cl.Close()
+	return err
+}
+
+// ReplyTopic is this instance's reply topic.
+func (g *Gateway) ReplyTopic() string { return g.router.Topic() }
+
+// Stats are the reply router's counters.
+func (g *Gateway) Stats() replies.Stats { return g.router.Stats() }
+
+func (g *Gateway) rememberSent(commandID string) {
+	g.sentMu.Lock()
+	defer g.sentMu.Unlock()
+	now := time.Now()
+	g.sent[commandID] = now
+	if len(g.sent) > 100_000 {
+		for id, at := range g.sent {
+			if now.Sub(at) > time.Hour {
+				delete(g.sent, id)
+			}
+		}
+	}
+}
+
+func (g *Gateway) wasSent(commandID string) bool {
+	g.sentMu.Lock()
+	defer g.sentMu.Unlock()
+	_, ok := g.sent[commandID]
+	return ok
+}
+
+// Handler is the gateway's HTTP API.
+func (g *Gateway) Handler() http.Handler { return g.routes() }

@@ -4,10 +4,29 @@ go 1.26.0
 
 require (
 	github.com/answerback/answerback/deploy/local v0.0.0
+	github.com/answerback/answerback/libs/testenv v0.0.0
+	github.com/jackc/pgx/v5 v5.9.2
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 )
 
 require (
+	github.com/go-chi/chi/v5 v5.5.0 // indirect
+	github.com/google/uuid v1.6.0 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/puddle/v2 v2.2.2 // indirect
+	github.com/twmb/franz-go/pkg/kadm v1.19.0 // indirect
+	golang.org/x/sync v0.17.0 // indirect
+	golang.org/x/text v0.29.0 // indirect
+)
+
+require (
+	github.com/answerback/answerback/libs/domain v0.0.0 // indirect
+	github.com/answerback/answerback/libs/pipeline v0.0.0
+	github.com/answerback/answerback/libs/projector v0.0.0 // indirect
+	github.com/answerback/answerback/services/aggregator v0.0.0
+	github.com/answerback/answerback/services/gateway v0.0.0
+	github.com/answerback/answerback/services/projector v0.0.0
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
 	github.com/twmb/franz-go v1.22.3 // indirect
@@ -15,3 +34,17 @@ require (
 )
 
 replace github.com/answerback/answerback/deploy/local => ../../deploy/local
+
+replace github.com/answerback/answerback/services/aggregator => ../aggregator
+
+replace github.com/answerback/answerback/services/projector => ../projector
+
+replace github.com/answerback/answerback/services/gateway => ../gateway
+
+replace github.com/answerback/answerback/libs/pipeline => ../../libs/pipeline
+
+replace github.com/answerback/answerback/libs/domain => ../../libs/domain
+
+replace github.com/answerback/answerback/libs/projector => ../../libs/projector
+
+replace github.com/answerback/answerback/libs/testenv => ../../libs/testenv

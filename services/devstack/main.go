@@ -1,5 +1,7 @@
-// Command devstack is the embedded default behind `make run`: everything on
-// this machine in one process, no Docker.
+// Command devstack is the embedded default behind `make run`: the whole
+// pipeline on this machine in one process, no Docker — two gateway instances
+// (8081, 8082) behind a round-robin load balancer (8080), one aggregator and
+// one projector, with a seeded catalog.
 //
 //   - Kafka: franz-go's in-process kfake broker on 127.0.0.1:9092 (so outside
 //     tools such as kcat, the ops CLI or a downstream consumer can reach it),
@@ -29,12 +31,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/answerback/answerback/deploy/local/pglocal"
+	"github.com/answerback/answerback/libs/pipeline/service"
 )
 
 // config is devstack's configuration: environment variables, overridden by flags.
 type config struct {
 	dataDir      string
 	kafkaAddr    string
+	httpAddr     string
+	gatewayAddrs []string
+	// ready, when set, receives the load balancer's base URL once the catalog is seeded (tests).
+	ready chan<- string
 	kafkaBrokers string
 	databaseURL  string
 	pgPort       int
@@ -47,15 +54,23 @@ func loadConfig(args []string) (config, error) {
 		kafkaBrokers: os.Getenv("KAFKA_BROKERS"),
 		databaseURL:  os.Getenv("DATABASE_URL"),
 		pgPort:       15433,
+		httpAddr:     envOr("HTTP_ADDR", "127.0.0.1:8080"),
 	}
+	gateways := envOr("GATEWAY_ADDRS", "127.0.0.1:8081,127.0.0.1:8082")
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
 	fs.StringVar(&c.dataDir, "data", c.dataDir, "folder for the embedded broker's log and the private PostgreSQL cluster (env ANSWERBACK_DATA_DIR)")
 	fs.StringVar(&c.kafkaAddr, "kafka-addr", c.kafkaAddr, "listen address of the embedded broker (env ANSWERBACK_EMBEDDED_KAFKA_ADDR)")
 	fs.StringVar(&c.kafkaBrokers, "kafka-brokers", c.kafkaBrokers, "use this Kafka instead of the embedded one (env KAFKA_BROKERS)")
 	fs.StringVar(&c.databaseURL, "database-url", c.databaseURL, "use this PostgreSQL instead of a private cluster (env DATABASE_URL)")
 	fs.IntVar(&c.pgPort, "pg-port", c.pgPort, "port of the private PostgreSQL cluster")
+	fs.StringVar(&c.httpAddr, "http-addr", c.httpAddr, "the load balancer's listen address (env HTTP_ADDR)")
+	fs.StringVar(&gateways, "gateway-addrs", gateways, "listen addresses of the gateway instances, comma-separated (env GATEWAY_ADDRS)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	c.gatewayAddrs = service.List(gateways)
+	if len(c.gatewayAddrs) == 0 {
+		return c, errors.New("--gateway-addrs: at least one gateway is needed")
 	}
 	host, port, err := net.SplitHostPort(c.kafkaAddr)
 	if err != nil || host != "127.0.0.1" {
@@ -142,14 +157,5 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		log.Info("using PostgreSQL from DATABASE_URL")
 	}
 
-	fmt.Printf(`
-Answerback embedded infrastructure is up.
-  KAFKA_BROKERS=%s
-  DATABASE_URL=%s
-The command pipeline (gateways, aggregator, projector) is not part of this build yet.
-Press Ctrl-C to stop.
-`, seeds, dsn)
-	<-ctx.Done()
-	log.Info("stopping")
-	return nil
+	return runPipeline(ctx, cfg, service.List(seeds), dsn, log)
 }

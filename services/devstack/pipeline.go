@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	aggapp "github.com/answerback/answerback/services/aggregator/app"
+	"github.com/answerback/answerback/services/gateway/server"
+	projapp "github.com/answerback/answerback/services/projector/app"
+)
+
+// runPipeline runs the aggregator, the projector, the gateways and the load
+// balancer until ctx ends, then stops them in order: the load balancer and
+// gateways first (draining in-flight requests), then the pipeline behind them.
+func runPipeline(ctx context.Context, cfg config, brokers []string, dsn string, log *slog.Logger) error {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if err := aggapp.EnsureTopics(ctx, brokers, "", 6); err != nil {
+		return fmt.Errorf("topics: %w", err)
+	}
+
+	backend, stopBackend := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackend()
+	var backendWG sync.WaitGroup
+	errs := make(chan error, 8)
+	start := func(name string, f func(context.Context) error) {
+		backendWG.Add(1)
+		go func() { // owned by runPipeline: waited for below
+			defer backendWG.Done()
+			if err := f(backend); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	start("aggregator", func(ctx context.Context) error {
+		return aggapp.Run(ctx, aggapp.Config{Brokers: brokers, InstanceID: "devstack-aggregator", Logger: log.With("service", "aggregator")})
+	})
+	start("projector", func(ctx context.Context) error {
+		return projapp.Run(ctx, projapp.Config{Brokers: brokers, Pool: pool, Logger: log.With("service", "projector")})
+	})
+
+	front, stopFront := context.WithCancel(ctx)
+	defer stopFront()
+	var frontWG sync.WaitGroup
+	var backends []*url.URL
+	for i, addr := range cfg.gatewayAddrs {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("gateway %d: %w", i+1, err)
+		}
+		gw, err := server.New(ctx, server.Config{
+			InstanceID: fmt.Sprintf("devstack-gw%d", i+1), Brokers: brokers, Pool: pool, Logger: log.With("service", "gateway"),
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		backends = append(backends, &url.URL{Scheme: "http", Host: ln.Addr().String()})
+		frontWG.Add(1)
+		go func() { // owned by runPipeline: waited for below
+			defer frontWG.Done()
+			if err := server.ServeListener(front, gw, ln); err != nil {
+				errs <- fmt.Errorf("gateway %d: %w", i+1, err)
+			}
+		}()
+	}
+	lbLn, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		return fmt.Errorf("load balancer: %w", err)
+	}
+	lb := &http.Server{Handler: roundRobin(backends), ReadHeaderTimeout: 5 * time.Second}
+	frontWG.Add(1)
+	go func() { // owned by runPipeline: Shutdown below ends it
+		defer frontWG.Done()
+		if err := lb.Serve(lbLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs <- fmt.Errorf("load balancer: %w", err)
+		}
+	}()
+
+	base := "http://" + lbLn.Addr().String()
+	if err := seedCatalog(ctx, base, log); err != nil {
+		log.Warn("catalog not seeded", "err", err)
+	}
+	printWelcome(base, backends, brokers, dsn)
+	if cfg.ready != nil {
+		cfg.ready <- base
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+		log.Error("a component failed; stopping", "err", err)
+	}
+	log.Info("stopping: load balancer and gateways drain first")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	_ = lb.Shutdown(shutdownCtx)
+	stopFront()
+	frontWG.Wait()
+	stopBackend()
+	backendWG.Wait()
+	log.Info("pipeline stopped")
+	return err
+}
+
+// roundRobin is the load balancer in front of the gateways: each request
+// goes to the next gateway in turn.
+func roundRobin(backends []*url.URL) http.Handler {
+	var next atomic.Uint64
+	return &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			target := backends[next.Add(1)%uint64(len(backends))]
+			r.SetURL(target)
+			r.SetXForwarded()
+		},
+		FlushInterval: -1,
+	}
+}
+
+// demoCatalog is what a fresh `make run` starts with.
+var demoCatalog = []struct {
+	SKU  string
+	Item map[string]any
+}{
+	{"apple", map[string]any{"name": "Apple", "unitPrice": 120, "stock": 500, "maxPerOrder": 20, "active": true}},
+	{"pear", map[string]any{"name": "Pear", "unitPrice": 90, "stock": 30, "maxPerOrder": 5, "active": true}},
+	{"banana", map[string]any{"name": "Banana", "unitPrice": 50, "stock": 200, "maxPerOrder": 12, "active": true}},
+	{"cherry", map[string]any{"name": "Cherries (250 g)", "unitPrice": 450, "stock": 40, "maxPerOrder": 4, "active": true}},
+	{"durian", map[string]any{"name": "Durian", "unitPrice": 1500, "stock": 3, "maxPerOrder": 1, "active": false}},
+}
+
+// seedCatalog upserts the demo catalog through the pipeline when the catalog is empty.
+func seedCatalog(ctx context.Context, base string, log *slog.Logger) error {
+	resp, err := http.Get(base + "/v1/catalog")
+	if err != nil {
+		return err
+	}
+	var list struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if err != nil || len(list.Items) > 0 {
+		return err
+	}
+	for _, it := range demoCatalog {
+		body, _ := json.Marshal(it.Item)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v1/catalog/"+it.SKU, strings.NewReader(string(body)))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("seeding %s: status %d", it.SKU, resp.StatusCode)
+		}
+	}
+	log.Info("catalog seeded", "items", len(demoCatalog))
+	return nil
+}
+
+func printWelcome(base string, gateways []*url.URL, brokers []string, dsn string) {
+	gws := make([]string, len(gateways))
+	for i, g := range gateways {
+		gws[i] = g.Host
+	}
+	fmt.Printf(`
+Answerback is running.
+  load balancer  %s   (round robin over the gateways %s)
+  Kafka          %s
+  PostgreSQL     %s
+
+Try it (each reply says which gateway served it in the Answerback-Gateway header):
+  curl -si -X POST %s/v1/orders -H 'Content-Type: application/json' -d '{"id":"order-1","customerId":"alice"}'
+  curl -si -X POST %s/v1/orders/order-1/items -H 'Content-Type: application/json' -d '{"sku":"pear","quantity":2}'
+  curl -s %s/v1/orders/order-1
+
+Press Ctrl-C to stop.
+`, base, strings.Join(gws, ", "), strings.Join(brokers, ","), dsn, base, base, base)
+}

@@ -41,7 +41,7 @@ type config struct {
 	httpAddr     string
 	gatewayAddrs []string
 	// ready, when set, receives the load balancer's base URL once the catalog is seeded (tests).
-	ready chan<- string
+	ready        chan<- string
 	kafkaBrokers string
 	databaseURL  string
 	pgPort       int

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -40,6 +41,8 @@ type config struct {
 	kafkaAddr    string
 	httpAddr     string
 	gatewayAddrs []string
+	// out receives the welcome text (standard output).
+	out io.Writer
 	// ready, when set, receives the load balancer's base URL once the catalog is seeded (tests).
 	ready        chan<- string
 	kafkaBrokers string
@@ -55,6 +58,7 @@ func loadConfig(args []string) (config, error) {
 		databaseURL:  os.Getenv("DATABASE_URL"),
 		pgPort:       15433,
 		httpAddr:     envOr("HTTP_ADDR", "127.0.0.1:8080"),
+		out:          os.Stdout,
 	}
 	gateways := envOr("GATEWAY_ADDRS", "127.0.0.1:8081,127.0.0.1:8082")
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)

@@ -21,7 +21,7 @@ func TestDevstackServesTheRoundTrip(t *testing.T) {
 	ready := make(chan string, 1)
 	cfg := config{
 		dataDir: t.TempDir(), kafkaAddr: "127.0.0.1:0", databaseURL: pg.DSN,
-		httpAddr: "127.0.0.1:0", gatewayAddrs: []string{"127.0.0.1:0", "127.0.0.1:0"}, ready: ready,
+		httpAddr: "127.0.0.1:0", gatewayAddrs: []string{"127.0.0.1:0", "127.0.0.1:0"}, ready: ready, out: io.Discard,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -35,23 +35,22 @@ func TestDevstackServesTheRoundTrip(t *testing.T) {
 		t.Fatal("devstack not ready after 2 minutes")
 	}
 
-	post := func(path, body string) (*http.Response, map[string]any) {
+	post := func(path, body string) (status int, gateway string, reply map[string]any) {
 		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var m map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&m)
-		return resp, m
+		_ = json.NewDecoder(resp.Body).Decode(&reply)
+		return resp.StatusCode, resp.Header.Get("Answerback-Gateway"), reply
 	}
-	created, _ := post("/v1/orders", `{"id":"order-1","customerId":"alice"}`)
-	added, reply := post("/v1/orders/order-1/items", `{"sku":"pear","quantity":2}`)
-	if created.StatusCode != http.StatusCreated || added.StatusCode != http.StatusOK {
-		t.Fatalf("create %d, add %d: %v", created.StatusCode, added.StatusCode, reply)
+	createdStatus, createdBy, _ := post("/v1/orders", `{"id":"order-1","customerId":"alice"}`)
+	addedStatus, addedBy, reply := post("/v1/orders/order-1/items", `{"sku":"pear","quantity":2}`)
+	if createdStatus != http.StatusCreated || addedStatus != http.StatusOK {
+		t.Fatalf("create %d, add %d: %v", createdStatus, addedStatus, reply)
 	}
-	if created.Header.Get("Answerback-Gateway") == added.Header.Get("Answerback-Gateway") {
-		t.Errorf("both requests served by %s: the load balancer should alternate", created.Header.Get("Answerback-Gateway"))
+	if createdBy == addedBy {
+		t.Errorf("both requests served by %s: the load balancer should alternate", createdBy)
 	}
 	if len(reply["validItems"].([]any)) == 0 || reply["order"].(map[string]any)["total"] != float64(180) {
 		t.Errorf("reply %v: want total 180 and valid items from the seeded catalog", reply)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -97,7 +98,7 @@ func runPipeline(ctx context.Context, cfg config, brokers []string, dsn string, 
 	if err := seedCatalog(ctx, base, log); err != nil {
 		log.Warn("catalog not seeded", "err", err)
 	}
-	printWelcome(base, backends, brokers, dsn)
+	printWelcome(cfg.out, base, backends, brokers, dsn)
 	if cfg.ready != nil {
 		cfg.ready <- base
 	}
@@ -176,12 +177,12 @@ func seedCatalog(ctx context.Context, base string, log *slog.Logger) error {
 	return nil
 }
 
-func printWelcome(base string, gateways []*url.URL, brokers []string, dsn string) {
+func printWelcome(w io.Writer, base string, gateways []*url.URL, brokers []string, dsn string) {
 	gws := make([]string, len(gateways))
 	for i, g := range gateways {
 		gws[i] = g.Host
 	}
-	fmt.Printf(`
+	fmt.Fprintf(w, `
 Answerback is running.
   load balancer  %s   (round robin over the gateways %s)
   Kafka          %s

@@ -37,7 +37,8 @@ type Options struct {
 	// HeapMB caps each broker's Java heap; default 512.
 	HeapMB int
 	// Detach starts brokers in their own session so they outlive this process;
-	// they are then found again through pid files by Attach and StopDir.
+	// they are found again through pid files: by a later Start (which reuses
+	// running nodes) and by StopDir.
 	Detach bool
 	// StartTimeout bounds the wait for the cluster to answer metadata; default 90s.
 	StartTimeout time.Duration
@@ -279,6 +280,10 @@ func (c *Cluster) javaArgs(n *Node, main string, args ...string) []string {
 
 func (c *Cluster) startNode(n *Node) error {
 	if pid := readPid(n.pidPath()); pid > 0 && processAlive(pid) {
+		if c.opts.Detach {
+			n.pid = pid // started detached before: reuse it
+			return nil
+		}
 		return fmt.Errorf("kafkalocal: node %d already runs as pid %d (see %s)", n.ID, pid, n.pidPath())
 	}
 	if err := portFree(n.Port); err != nil {
@@ -402,6 +407,9 @@ func StopDir(dir string) error {
 // signalAndWait signals the node's process and waits for it to go, escalating
 // to SIGKILL at the timeout.
 func signalAndWait(n *Node, sig syscall.Signal, timeout time.Duration) error {
+	if n.pid <= 0 {
+		return nil // never started by us: leave its pid file alone
+	}
 	defer os.Remove(n.pidPath())
 	if n.exited != nil {
 		select {
@@ -409,7 +417,7 @@ func signalAndWait(n *Node, sig syscall.Signal, timeout time.Duration) error {
 			return nil // already gone; its pid may belong to someone else by now
 		default:
 		}
-	} else if n.pid <= 0 || !processAlive(n.pid) {
+	} else if !processAlive(n.pid) {
 		return nil
 	}
 	_ = syscall.Kill(n.pid, sig)

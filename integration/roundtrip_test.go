@@ -50,6 +50,12 @@ func TestRoundTrip(t *testing.T) {
 		if !contains(valid, "apple") || !contains(valid, "pear") || contains(valid, "banana") {
 			t.Errorf("validItems %v: want apple and pear (pear: 2 of max 3 taken), not the inactive banana", valid)
 		}
+		for _, it := range body["validItems"].([]any) {
+			item := it.(map[string]any)
+			if item["sku"] == "pear" && (item["maxQuantity"] != float64(1) || item["available"] != float64(5)) {
+				t.Errorf("pear %v: want 5 available and room for 1 more (3 per order, 2 taken)", item)
+			}
+		}
 
 		// One more pear reaches pear's per-order maximum of 3: no longer valid.
 		again := s.mustCall(0, http.StatusOK, http.MethodPost, "/v1/orders/o-1/items", map[string]any{"sku": "pear", "quantity": 1}).json(t)

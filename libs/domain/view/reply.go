@@ -182,7 +182,7 @@ func readOrder(ctx context.Context, q Querier, orderID string) (OrderBody, error
 	if o.Status != orders.StatusOpen {
 		return b, nil
 	}
-	rows, err = q.Query(ctx, validItemsSQL, orderID)
+	rows, err = q.Query(ctx, validItemsSQL, orderID, orders.MaxLineQuantity, orders.MaxLines)
 	if err != nil {
 		return b, fmt.Errorf("view: order %q valid items: %w", orderID, err)
 	}
@@ -196,7 +196,12 @@ func readOrder(ctx context.Context, q Querier, orderID string) (OrderBody, error
 	return b, nil
 }
 
-// validItemsSQL selects the ValidItems of order $1, sorted by SKU.
+// validItemsSQL selects the ValidItems of order $1, sorted by SKU: active
+// items of which this order may still add at least one unit. Available is the
+// stock that submitted orders do not hold; MaxQuantity also counts what this
+// order already has of the item (it will hold that too once submitted), the
+// item's per-order maximum, the aggregate's per-line limit ($2) and, for an
+// item not yet in the order, its limit of distinct lines ($3).
 const validItemsSQL = `
 	WITH reserved AS (          -- stock held by submitted orders, per SKU
 		SELECT l.sku, sum(l.quantity) AS quantity
@@ -210,16 +215,18 @@ const validItemsSQL = `
 	),
 	candidates AS (
 		SELECT c.sku, c.name, c.unit_price, c.currency,
-		       c.stock - coalesce(r.quantity, 0)         AS available,
-		       c.max_per_order - coalesce(m.quantity, 0) AS room
+		       c.stock - coalesce(r.quantity, 0) AS available,
+		       least(c.stock - coalesce(r.quantity, 0), c.max_per_order, $2::bigint) - coalesce(m.quantity, 0) AS max_quantity,
+		       m.sku IS NOT NULL AS in_order
 		FROM catalog_items c
 		LEFT JOIN reserved r ON r.sku = c.sku
 		LEFT JOIN mine m     ON m.sku = c.sku
 		WHERE c.active
 	)
-	SELECT sku, name, unit_price, currency, available, least(available, room) AS max_quantity
+	SELECT sku, name, unit_price, currency, available, max_quantity
 	FROM candidates
-	WHERE available > 0 AND room > 0
+	WHERE max_quantity > 0
+	  AND (in_order OR (SELECT count(*) FROM mine) < $3)
 	ORDER BY sku`
 
 func marshal(v any) (json.RawMessage, error) {

@@ -22,7 +22,7 @@ LOCALINFRA     := $(GO) run ./deploy/local/cmd/localinfra
 CONTAINERINFRA := $(GO) run ./deploy/containers/cmd/containerinfra
 GOLANGCI_LINT_VERSION := v2.15.0
 
-.PHONY: help run test test-unit test-integration infra-up infra-down kafka-jars lint fmt tidy clean
+.PHONY: help run test test-unit test-integration bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -64,6 +64,14 @@ test-unit: ## every module's tests except integration/, with -race
 test-integration: ## the black-box tests in integration/ (real Kafka, kfake, PostgreSQL)
 	@echo "== go test integration"
 	@cd integration && $(GO) test -count=1 -timeout 20m ./...
+
+bench-roundtrip: ## single-client round-trip latency (p50/p90/p99) on real Kafka and PostgreSQL, started like make test
+	@set -euo pipefail; \
+	mkdir -p $(TEST_INFRA); \
+	trap '$(LOCALINFRA) down --dir $(TEST_INFRA)' EXIT; \
+	$(LOCALINFRA) up --dir $(TEST_INFRA) --cache $(CACHE)/kafka --kafka-port $(TEST_KAFKA_PORT) --pg-port $(TEST_PG_PORT) --env-file $(TEST_INFRA)/env; \
+	set -a; . $(TEST_INFRA)/env; set +a; \
+	cd integration && $(GO) test -run '^$$' -bench BenchmarkRoundTrip -benchtime 2000x -count 1 .
 
 infra-up: ## start Apache Kafka (9092) and PostgreSQL (15432) in the background; prints the env to use
 	@$(LOCALINFRA) up --dir $(CACHE)/infra --cache $(CACHE)/kafka --env-file $(CACHE)/infra/env

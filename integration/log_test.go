@@ -8,7 +8,7 @@ import (
 
 // testLogger logs to stderr at warning level (LOG_LEVEL=debug|info for more),
 // so failures show what the components saw.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	t.Helper()
 	level := slog.LevelWarn
 	_ = level.UnmarshalText([]byte(os.Getenv("LOG_LEVEL")))

@@ -26,7 +26,7 @@ import (
 // and gateways, on the test's Kafka and database, under a topic prefix of the
 // test's own. Components can be stopped and started again.
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	k        *testenv.Kafka
 	pg       *testenv.Postgres
 	prefix   string
@@ -47,7 +47,7 @@ type stackOptions struct {
 	replyWait time.Duration
 }
 
-func startStack(t *testing.T, k *testenv.Kafka, opts stackOptions) *stack {
+func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
 	t.Helper()
 	if opts.gateways == 0 {
 		opts.gateways = 2
@@ -143,7 +143,7 @@ type response struct {
 	Body   []byte
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.Body, &m); err != nil {

@@ -20,8 +20,8 @@ import (
 )
 
 // TestAggregatorCrashLosesNothing kills the aggregator while commands flow —
-// in-process (its context cancelled mid-transaction) and as a real process
-// (SIGKILL) — and restarts it. Afterwards every order's event versions on the
+// in-process (closed with its transaction aborted, not committed) and as a
+// real process (SIGKILL) — and restarts it. Afterwards every order's event versions on the
 // topic are 1..n with no gap and no duplicate, the view is at version n, and
 // every command answered 200 is in the view.
 func TestAggregatorCrashLosesNothing(t *testing.T) {
@@ -110,7 +110,9 @@ func TestAggregatorCrashLosesNothing(t *testing.T) {
 	})
 }
 
-func (s *stack) inProcessAggregator(instance string) { s.startAggregator(instance) }
+// inProcessAggregator starts an aggregator whose stop aborts the open
+// transaction instead of committing it: the in-process stand-in for a crash.
+func (s *stack) inProcessAggregator(instance string) { s.startAggregatorDrain(instance, -1) }
 
 // processAggregator builds the aggregator binary once and returns a function
 // starting it as a child process under the given instance ID.

@@ -116,9 +116,13 @@ func (s *stack) stopAll() {
 	}
 }
 
-func (s *stack) startAggregator(instance string) {
+func (s *stack) startAggregator(instance string) { s.startAggregatorDrain(instance, 0) }
+
+// startAggregatorDrain starts an in-process aggregator; a negative drain
+// makes stopping it abort the transaction in hand, as a crash would.
+func (s *stack) startAggregatorDrain(instance string, drain time.Duration) {
 	s.run("aggregator-"+instance, func(ctx context.Context) {
-		err := aggapp.Run(ctx, aggapp.Config{Brokers: s.k.Seeds, TopicPrefix: s.prefix, InstanceID: instance, Logger: testLogger(s.t)})
+		err := aggapp.Run(ctx, aggapp.Config{Brokers: s.k.Seeds, TopicPrefix: s.prefix, InstanceID: instance, ShutdownDrain: drain, Logger: testLogger(s.t)})
 		if err != nil {
 			s.t.Errorf("aggregator %s: %v", instance, err)
 		}

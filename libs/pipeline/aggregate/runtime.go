@@ -43,7 +43,11 @@ type Config struct {
 	// TransactionTimeout bounds how long a crashed instance's open
 	// transaction blocks its partitions; default 10s.
 	TransactionTimeout time.Duration
-	Logger             *slog.Logger
+	// ShutdownDrain is how long a shutdown waits for the batch in hand to
+	// commit; default twice TransactionTimeout. Negative: abort it at once, as
+	// a crash would (its commands are decided again by the next owner).
+	ShutdownDrain time.Duration
+	Logger        *slog.Logger
 	// ClientOpts are appended to the Kafka client's options (TLS, SASL...).
 	ClientOpts []kgo.Opt
 }
@@ -57,6 +61,9 @@ func (c *Config) setDefaults(domain string) {
 	}
 	if c.TransactionTimeout == 0 {
 		c.TransactionTimeout = 10 * time.Second
+	}
+	if c.ShutdownDrain == 0 {
+		c.ShutdownDrain = 2 * c.TransactionTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -178,7 +185,15 @@ func (r *Runtime[S]) Run(ctx context.Context) error {
 		if len(records) == 0 {
 			continue
 		}
-		if err := r.process(ctx, records); err != nil && ctx.Err() == nil {
+		// A shutdown lets the batch in hand finish and commit (bounded), so
+		// that the commands it holds are answered rather than redone.
+		batchCtx, cancel := ctx, context.CancelFunc(func() {})
+		if r.cfg.ShutdownDrain > 0 {
+			batchCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownDrain)
+		}
+		err := r.process(batchCtx, records)
+		cancel()
+		if err != nil {
 			r.log.Warn("batch not committed; its commands will be decided again", "commands", len(records), "err", err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -29,8 +30,10 @@ type Config struct {
 	InstanceID string
 	// Partitions of topics this instance creates when missing; default 6.
 	Partitions int32
-	Logger     *slog.Logger
-	ClientOpts []kgo.Opt
+	// ShutdownDrain: see aggregate.Config.
+	ShutdownDrain time.Duration
+	Logger        *slog.Logger
+	ClientOpts    []kgo.Opt
 }
 
 // EnsureTopics creates every domain's topics when missing.
@@ -60,7 +63,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := EnsureTopics(ctx, cfg.Brokers, cfg.TopicPrefix, cfg.Partitions, cfg.ClientOpts...); err != nil {
 		return fmt.Errorf("aggregator: %w", err)
 	}
-	base := aggregate.Config{Brokers: cfg.Brokers, InstanceID: cfg.InstanceID, Logger: cfg.Logger, ClientOpts: cfg.ClientOpts}
+	base := aggregate.Config{Brokers: cfg.Brokers, InstanceID: cfg.InstanceID, ShutdownDrain: cfg.ShutdownDrain, Logger: cfg.Logger, ClientOpts: cfg.ClientOpts}
 	ordersCfg, catalogCfg := base, base
 	ordersCfg.Topics, ordersCfg.Group = topics.For(cfg.TopicPrefix, orders.Name), cfg.TopicPrefix+"orders-aggregator"
 	catalogCfg.Topics, catalogCfg.Group = topics.For(cfg.TopicPrefix, catalog.Name), cfg.TopicPrefix+"catalog-aggregator"

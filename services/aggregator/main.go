@@ -7,8 +7,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"os"
 
 	"github.com/answerback/answerback/libs/pipeline/service"
@@ -18,18 +16,13 @@ import (
 func main() {
 	log := service.Logger("aggregator")
 	f := service.NewFlags("aggregator")
-	brokers := f.String("kafka-brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
-	prefix := f.String("topic-prefix", "TOPIC_PREFIX", "", "prefix of every topic name")
+	kafka := f.Kafka()
 	instance := f.String("instance-id", "INSTANCE_ID", service.Hostname(), "this instance's stable name")
-	if err := f.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		os.Exit(2)
-	}
+	f.ParseOrExit(os.Args[1:])
+	brokers, prefix := kafka()
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
-	if err := app.Run(ctx, app.Config{Brokers: service.List(*brokers), TopicPrefix: *prefix, InstanceID: *instance, Logger: log}); err != nil {
+	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, InstanceID: *instance, Logger: log}); err != nil {
 		log.Error("aggregator failed", "err", err)
 		os.Exit(1)
 	}

@@ -13,8 +13,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"flag"
 	"log/slog"
 	"os"
 	"time"
@@ -28,35 +26,30 @@ import (
 func main() {
 	log := service.Logger("gateway")
 	f := service.NewFlags("gateway")
-	brokers := f.String("kafka-brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
+	kafka := f.Kafka()
 	dsn := f.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
-	prefix := f.String("topic-prefix", "TOPIC_PREFIX", "", "prefix of every topic name")
 	addr := f.String("http-addr", "HTTP_ADDR", ":8080", "HTTP listen address")
 	instance := f.String("instance-id", "INSTANCE_ID", service.Hostname()+"-"+randomSuffix(), "this instance's name (its reply topic is replies.<name>)")
 	wait := f.Duration("reply-wait", "REPLY_WAIT", 5*time.Second, "how long a request waits for its reply before answering 202")
-	if err := f.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		os.Exit(2)
-	}
+	f.ParseOrExit(os.Args[1:])
+	brokers, prefix := kafka()
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
-	if err := run(ctx, *brokers, *dsn, *prefix, *addr, *instance, *wait, log); err != nil {
+	if err := run(ctx, brokers, *dsn, prefix, *addr, *instance, *wait, log); err != nil {
 		log.Error("gateway failed", "err", err)
 		os.Exit(1)
 	}
 	log.Info("gateway stopped")
 }
 
-func run(ctx context.Context, brokers, dsn, prefix, addr, instance string, wait time.Duration, log *slog.Logger) error {
+func run(ctx context.Context, brokers []string, dsn, prefix, addr, instance string, wait time.Duration, log *slog.Logger) error {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 	gw, err := server.New(ctx, server.Config{
-		InstanceID: instance, Brokers: service.List(brokers), TopicPrefix: prefix, Pool: pool,
+		InstanceID: instance, Brokers: brokers, TopicPrefix: prefix, Pool: pool,
 		DefaultWait: wait, MaxWait: max(wait, 30*time.Second), Logger: log,
 	})
 	if err != nil {

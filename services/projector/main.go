@@ -5,8 +5,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"os"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,15 +16,10 @@ import (
 func main() {
 	log := service.Logger("projector")
 	f := service.NewFlags("projector")
-	brokers := f.String("kafka-brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
+	kafka := f.Kafka()
 	dsn := f.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
-	prefix := f.String("topic-prefix", "TOPIC_PREFIX", "", "prefix of every topic name")
-	if err := f.Parse(os.Args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		os.Exit(2)
-	}
+	f.ParseOrExit(os.Args[1:])
+	brokers, prefix := kafka()
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
 	pool, err := pgxpool.New(ctx, *dsn)
@@ -35,7 +28,7 @@ func main() {
 		os.Exit(2)
 	}
 	defer pool.Close()
-	if err := app.Run(ctx, app.Config{Brokers: service.List(*brokers), TopicPrefix: *prefix, Pool: pool, Logger: log}); err != nil {
+	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, Pool: pool, Logger: log}); err != nil {
 		log.Error("projector failed", "err", err)
 		os.Exit(1)
 	}

@@ -6,6 +6,7 @@ package service
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"log/slog"
 	"os"
@@ -81,4 +82,23 @@ func Hostname() string {
 		return "local"
 	}
 	return h
+}
+
+// Kafka defines the flags every service reads for Kafka: -kafka-brokers
+// (KAFKA_BROKERS) and -topic-prefix (TOPIC_PREFIX). Call the returned
+// function after Parse for the seed list and the prefix.
+func (f Flags) Kafka() func() (brokers []string, prefix string) {
+	brokers := f.String("kafka-brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "Kafka seed brokers, comma-separated")
+	prefix := f.String("topic-prefix", "TOPIC_PREFIX", "", "prefix of every topic name")
+	return func() ([]string, string) { return List(*brokers), *prefix }
+}
+
+// ParseOrExit parses args; -h exits 0 after the usage, a bad flag exits 2.
+func (f Flags) ParseOrExit(args []string) {
+	if err := f.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
 }

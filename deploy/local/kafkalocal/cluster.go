@@ -257,11 +257,16 @@ func (c *Cluster) clusterID() (string, error) {
 	if b, err := os.ReadFile(path); err == nil {
 		return strings.TrimSpace(string(b)), nil
 	}
-	var raw [16]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return "", err
+	// Like Kafka's own Uuid.randomUuid: 16 random bytes, URL-safe base64,
+	// never starting with '-' (command-line parsers would take it for a flag).
+	var id string
+	for id == "" || id[0] == '-' {
+		var raw [16]byte
+		if _, err := rand.Read(raw[:]); err != nil {
+			return "", err
+		}
+		id = base64.RawURLEncoding.EncodeToString(raw[:])
 	}
-	id := base64.RawURLEncoding.EncodeToString(raw[:])
 	return id, os.WriteFile(path, []byte(id+"\n"), 0o644)
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/pipeline/topics"
+	"github.com/answerback/answerback/libs/projector"
 	"github.com/answerback/answerback/libs/testenv"
 	aggapp "github.com/answerback/answerback/services/aggregator/app"
 	"github.com/answerback/answerback/services/gateway/server"
@@ -31,6 +32,9 @@ type stack struct {
 	pg       *testenv.Postgres
 	prefix   string
 	gateways []string // base URLs
+
+	// faults of the in-process projector
+	faults projector.Faults
 
 	mu      sync.Mutex
 	procs   map[string]*component
@@ -131,7 +135,7 @@ func (s *stack) startAggregatorDrain(instance string, drain time.Duration) {
 
 func (s *stack) startProjector() {
 	s.run("projector", func(ctx context.Context) {
-		err := projapp.Run(ctx, projapp.Config{Brokers: s.k.Seeds, TopicPrefix: s.prefix, Pool: s.pg.Pool, Logger: testLogger(s.t)})
+		err := projapp.Run(ctx, projapp.Config{Brokers: s.k.Seeds, TopicPrefix: s.prefix, Pool: s.pg.Pool, Logger: testLogger(s.t), Faults: &s.faults})
 		if err != nil && ctx.Err() == nil {
 			s.t.Errorf("projector: %v", err)
 		}
@@ -161,6 +165,12 @@ var httpClient = &http.Client{Timeout: 60 * time.Second}
 // call sends a request to gateway i (modulo the number of gateways).
 func (s *stack) call(i int, method, path string, body any) response {
 	s.t.Helper()
+	return s.callWith(i, method, path, body, nil)
+}
+
+// callWith is call with request headers.
+func (s *stack) callWith(i int, method, path string, body any, headers map[string]string) response {
+	s.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -172,6 +182,9 @@ func (s *stack) call(i int, method, path string, body any) response {
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {

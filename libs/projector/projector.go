@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,6 +44,10 @@ type Projection struct {
 	Name string
 	// Topics maps each consumed event topic to its dead-letter topic.
 	Topics map[string]string
+	// Outcomes maps each consumed outcomes topic (the aggregators' record of
+	// rejections) to its dead-letter topic: rejections are recorded in
+	// command_outcomes beside the applied commands, for command status.
+	Outcomes map[string]string
 	// Apply applies ev, read from topic, to the view. It must be idempotent
 	// by version: an event the view already has changes nothing.
 	Apply func(ctx context.Context, tx pgx.Tx, topic string, ev envelope.Event) error
@@ -60,6 +65,15 @@ type Config struct {
 	MaxPollRecords int
 	Logger         *slog.Logger
 	ClientOpts     []kgo.Opt
+	// Faults injects failures, for tests; nil in production.
+	Faults *Faults
+}
+
+// Faults are failures a test can switch on in a running projector.
+type Faults struct {
+	// DropReplies makes the projector commit batches but send none of their
+	// replies, as if it died between its PostgreSQL commit and the produce.
+	DropReplies atomic.Bool
 }
 
 // Runtime runs one projection. Run it once.
@@ -102,8 +116,11 @@ func (r *Runtime) Run(ctx context.Context) error {
 	if err := EnsureSchema(ctx, r.cfg.Pool); err != nil {
 		return err
 	}
-	topics := make([]string, 0, len(r.p.Topics))
+	topics := make([]string, 0, len(r.p.Topics)+len(r.p.Outcomes))
 	for t := range r.p.Topics {
+		topics = append(topics, t)
+	}
+	for t := range r.p.Outcomes {
 		topics = append(topics, t)
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{
@@ -182,6 +199,10 @@ func (r *Runtime) processWithRetry(ctx context.Context, records []*kgo.Record) {
 	backoff := 100 * time.Millisecond
 	for {
 		replies, err := r.process(ctx, records)
+		if err == nil && r.cfg.Faults != nil && r.cfg.Faults.DropReplies.Load() {
+			r.log.Warn("fault injected: replies of a committed batch dropped", "replies", len(replies))
+			return
+		}
 		if err == nil {
 			for _, reply := range replies {
 				r.cl.Produce(ctx, reply, func(rec *kgo.Record, err error) {
@@ -266,6 +287,9 @@ func (r *Runtime) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Re
 // applyOne applies one event record inside a savepoint, so that a permanent
 // failure dead-letters the record and the batch goes on.
 func (r *Runtime) applyOne(ctx context.Context, tx pgx.Tx, rec *kgo.Record, now time.Time) (*kgo.Record, error) {
+	if _, ok := r.p.Outcomes[rec.Topic]; ok {
+		return nil, r.recordOutcome(ctx, tx, rec)
+	}
 	ev, err := envelope.DecodeEvent(rec)
 	if err != nil {
 		return nil, r.deadLetter(ctx, rec, err)
@@ -306,10 +330,28 @@ func (r *Runtime) applyOne(ctx context.Context, tx pgx.Tx, rec *kgo.Record, now 
 	}), nil
 }
 
+// recordOutcome records a rejection read from an outcomes topic.
+func (r *Runtime) recordOutcome(ctx context.Context, tx pgx.Tx, rec *kgo.Record) error {
+	reply, aggregateID, tenant, err := envelope.DecodeOutcome(rec)
+	if err != nil {
+		return r.deadLetter(ctx, rec, err)
+	}
+	if _, err := tx.Exec(ctx, `
+		INSERT INTO command_outcomes (command_id, topic, aggregate_id, version, outcome, reply, tenant)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (command_id) DO NOTHING`,
+		reply.CommandID, rec.Topic, aggregateID, reply.Version, string(reply.Outcome), []byte(reply.Body), tenant); err != nil {
+		return fmt.Errorf("recording the outcome of %s: %w", reply.CommandID, err)
+	}
+	return nil
+}
+
 // deadLetter sends rec to its topic's dead-letter topic before the batch
 // commits: a crash in between may send it twice, never lose it.
 func (r *Runtime) deadLetter(ctx context.Context, rec *kgo.Record, reason error) error {
-	topic := r.p.Topics[rec.Topic]
+	topic, ok := r.p.Topics[rec.Topic]
+	if !ok {
+		topic = r.p.Outcomes[rec.Topic]
+	}
 	r.log.Warn("event dead-lettered", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", reason)
 	if err := r.cl.ProduceSync(ctx, dlq.Record(topic, "projector", rec, reason)).FirstErr(); err != nil {
 		return fmt.Errorf("dead-lettering %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)

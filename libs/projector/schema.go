@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS command_outcomes (
 	aggregate_id text        NOT NULL,
 	version      bigint      NOT NULL,
 	outcome      text        NOT NULL,
-	reply        jsonb       NOT NULL,
+	reply        json        NOT NULL, -- json, not jsonb: the stored reply is returned byte for byte
 	tenant       text        NOT NULL DEFAULT '',
 	applied_at   timestamptz NOT NULL DEFAULT now()
 );`

@@ -43,6 +43,9 @@ type Config struct {
 	// TransactionTimeout bounds how long a crashed instance's open
 	// transaction blocks its partitions; default 10s.
 	TransactionTimeout time.Duration
+	// IdempotencyWindow is how long an aggregate remembers an idempotency
+	// key, so that a retry returns the first outcome; default 24h.
+	IdempotencyWindow time.Duration
 	// ShutdownDrain is how long a shutdown waits for the batch in hand to
 	// commit; default twice TransactionTimeout. Negative: abort it at once, as
 	// a crash would (its commands are decided again by the next owner).
@@ -62,6 +65,9 @@ func (c *Config) setDefaults(domain string) {
 	if c.TransactionTimeout == 0 {
 		c.TransactionTimeout = 10 * time.Second
 	}
+	if c.IdempotencyWindow == 0 {
+		c.IdempotencyWindow = 24 * time.Hour
+	}
 	if c.ShutdownDrain == 0 {
 		c.ShutdownDrain = 2 * c.TransactionTimeout
 	}
@@ -79,16 +85,39 @@ func (c *Config) Validate() error {
 	if c.InstanceID == "" {
 		errs = append(errs, errors.New("instance ID is required"))
 	}
-	if c.Topics.Commands == "" || c.Topics.Events == "" || c.Topics.Snapshots == "" || c.Topics.DLQ == "" {
+	if c.Topics.Commands == "" || c.Topics.Events == "" || c.Topics.Snapshots == "" || c.Topics.Outcomes == "" || c.Topics.DLQ == "" {
 		errs = append(errs, errors.New("topic names are required"))
 	}
 	return errors.Join(errs...)
 }
 
-// entry is an aggregate's state and version.
+// entry is an aggregate's state and version, and the idempotency keys of
+// the commands it decided recently. An entry is never modified in place.
 type entry[S any] struct {
 	state   *S
 	version int64
+	keys    map[string]keyRecord
+}
+
+// keyRecord is what an aggregate remembers of a command with an idempotency key.
+type keyRecord struct {
+	CommandID string          `json:"commandId"`
+	Version   int64           `json:"version"`             // the aggregate's version after it
+	Rejection json.RawMessage `json:"rejection,omitempty"` // its problem, when it was rejected
+	At        time.Time       `json:"at"`
+}
+
+// withKey returns e remembering key, and forgetting keys older than window.
+func (e entry[S]) withKey(key string, rec keyRecord, window time.Duration) entry[S] {
+	keys := make(map[string]keyRecord, len(e.keys)+1)
+	for k, v := range e.keys {
+		if rec.At.Sub(v.At) < window {
+			keys[k] = v
+		}
+	}
+	keys[key] = rec
+	e.keys = keys
+	return e
 }
 
 // pendingEntry is an aggregate's state within an open transaction.
@@ -99,8 +128,9 @@ type pendingEntry[S any] struct {
 
 // snapshot is the value of a record on the snapshots topic.
 type snapshot[S any] struct {
-	Version int64 `json:"version"`
-	State   *S    `json:"state"`
+	Version int64                `json:"version"`
+	State   *S                   `json:"state"`
+	Keys    map[string]keyRecord `json:"keys,omitempty"`
 }
 
 // Runtime runs one aggregate type. Run it once; it is not reusable.
@@ -274,17 +304,36 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 	if p, ok := pending[cmd.AggregateID]; ok {
 		cur = p.entry
 	}
-	reject := func(p *envelope.Problem) {
-		if cmd.ReplyTo == "" {
-			return
+	now := time.Now().UTC()
+	key := cmd.IdempotencyKey
+	if seen, ok := cur.keys[key]; ok && key != "" {
+		r.answerDuplicate(cmd, seen, produce)
+		return
+	}
+	// commit produces next's snapshot and makes it the aggregate's state in
+	// this transaction; it fails, producing nothing, when next cannot be encoded.
+	commit := func(next entry[S]) bool {
+		snap, err := json.Marshal(snapshot[S]{Version: next.version, State: next.state, Keys: next.keys})
+		if err != nil {
+			r.log.Error("state could not be encoded", "aggregate", cmd.AggregateID, "err", err)
+			return false
 		}
-		// The rejection is sent even when the deadline has passed: it costs
-		// nothing and a gateway drops what nobody waits for.
+		produce(&kgo.Record{Topic: r.cfg.Topics.Snapshots, Key: []byte(cmd.AggregateID), Value: snap})
+		pending[cmd.AggregateID] = pendingEntry[S]{entry: next, partition: rec.Partition}
+		return true
+	}
+	reject := func(p *envelope.Problem) {
 		p.CommandID = cmd.CommandID
 		body, _ := json.Marshal(p)
-		produce(envelope.EncodeReply(cmd.ReplyTo, envelope.Reply{
-			CommandID: cmd.CommandID, Outcome: envelope.Rejected, Version: cur.version, Body: body,
-		}))
+		reply := envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Version: cur.version, Body: body}
+		produce(envelope.EncodeOutcome(r.cfg.Topics.Outcomes, cmd.AggregateID, cmd.Tenant, reply))
+		if cmd.ReplyTo != "" {
+			// Sent even when the deadline has passed: a gateway drops what nobody waits for.
+			produce(envelope.EncodeReply(cmd.ReplyTo, reply))
+		}
+		if key != "" {
+			_ = commit(cur.withKey(key, keyRecord{CommandID: cmd.CommandID, Version: cur.version, Rejection: body, At: now}, r.cfg.IdempotencyWindow))
+		}
 	}
 	if cmd.ExpectedVersion != envelope.NoVersion && cmd.ExpectedVersion != cur.version {
 		v := cur.version
@@ -305,13 +354,12 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 		return
 	}
 	next := cur
-	now := time.Now().UTC()
 	var out []*kgo.Record
 	for i, ne := range decision.Events {
 		data, err := json.Marshal(ne.Data)
 		if err != nil {
-			reject(&envelope.Problem{Type: "internal", Title: "event could not be encoded"})
 			r.log.Error("event encoding failed", "type", ne.Type, "err", err)
+			reject(&envelope.Problem{Type: "internal", Title: "event could not be encoded"})
 			return
 		}
 		ev := envelope.Event{
@@ -320,21 +368,36 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 		}
 		state, err := r.def.Evolve(next.state, ev)
 		if err != nil {
-			reject(&envelope.Problem{Type: "internal", Title: "event could not be applied"})
 			r.log.Error("evolve failed", "type", ne.Type, "err", err)
+			reject(&envelope.Problem{Type: "internal", Title: "event could not be applied"})
 			return
 		}
-		next = entry[S]{state: state, version: ev.Version}
+		next = entry[S]{state: state, version: ev.Version, keys: next.keys}
 		out = append(out, envelope.EncodeEvent(r.cfg.Topics.Events, "/answerback/"+r.def.Name, ev))
 	}
-	snap, err := json.Marshal(snapshot[S]{Version: next.version, State: next.state})
-	if err != nil {
+	if key != "" {
+		next = next.withKey(key, keyRecord{CommandID: cmd.CommandID, Version: next.version, At: now}, r.cfg.IdempotencyWindow)
+	}
+	if !commit(next) {
 		reject(&envelope.Problem{Type: "internal", Title: "state could not be encoded"})
 		return
 	}
 	for _, rec := range out {
 		produce(rec)
 	}
-	produce(&kgo.Record{Topic: r.cfg.Topics.Snapshots, Key: []byte(cmd.AggregateID), Value: snap})
-	pending[cmd.AggregateID] = pendingEntry[S]{entry: next, partition: rec.Partition}
+}
+
+// answerDuplicate answers a command whose idempotency key was seen: with the
+// first rejection again, or with a duplicate notice naming the first command,
+// whose recorded outcome the gateway then returns. Nothing is emitted.
+func (r *Runtime[S]) answerDuplicate(cmd envelope.Command, seen keyRecord, produce func(*kgo.Record)) {
+	if cmd.ReplyTo == "" {
+		return
+	}
+	reply := envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Duplicate, Version: seen.Version}
+	reply.Body, _ = json.Marshal(map[string]string{"commandId": seen.CommandID})
+	if seen.Rejection != nil {
+		reply.Outcome, reply.Body = envelope.Rejected, seen.Rejection
+	}
+	produce(envelope.EncodeReply(cmd.ReplyTo, reply))
 }

@@ -16,8 +16,10 @@
 // i-th of the n events the command produced).
 //
 // Replies (topic replies.<gateway-instance>, key = command ID): command-id,
-// outcome (applied | rejected), version, content-type; the value is the reply
-// body (applied) or an RFC 9457 problem (rejected).
+// outcome (applied | rejected | duplicate), version, content-type; the value
+// is the reply body (applied), an RFC 9457 problem (rejected) or {}
+// (duplicate). Outcomes (topic <domain>.outcomes, key = aggregate ID) are
+// replies plus the tenant header: the record of every rejection.
 package envelope
 
 import (
@@ -129,6 +131,10 @@ type Outcome string
 const (
 	Applied  Outcome = "applied"
 	Rejected Outcome = "rejected"
+	// Duplicate answers a command whose idempotency key the aggregate has
+	// already seen and applied: nothing was emitted again, and the first
+	// outcome is the one recorded for its command ID.
+	Duplicate Outcome = "duplicate"
 )
 
 // Reply answers one command.
@@ -343,6 +349,26 @@ func EncodeReply(topic string, reply Reply) *kgo.Record {
 	}
 }
 
+// EncodeOutcome makes the record of a command's outcome on a domain's
+// outcomes topic: a reply keyed by aggregate ID (so that it stays in the
+// aggregate's partition order) with the tenant.
+func EncodeOutcome(topic, aggregateID, tenant string, reply Reply) *kgo.Record {
+	rec := EncodeReply(topic, reply)
+	rec.Key = []byte(aggregateID)
+	rec.Headers = add(rec.Headers, HTenant, tenant)
+	return rec
+}
+
+// DecodeOutcome reads an outcome record: the reply, its aggregate and tenant.
+func DecodeOutcome(r *kgo.Record) (reply Reply, aggregateID, tenant string, err error) {
+	if len(r.Key) == 0 {
+		return reply, "", "", ErrNoKey
+	}
+	reply, err = DecodeReply(r)
+	tenant, _ = header(r, HTenant)
+	return reply, string(r.Key), tenant, err
+}
+
 // DecodeReply reads a reply record.
 func DecodeReply(r *kgo.Record) (Reply, error) {
 	var reply Reply
@@ -352,8 +378,8 @@ func DecodeReply(r *kgo.Record) (Reply, error) {
 	}
 	o, _ := header(r, HOutcome)
 	reply.Outcome = Outcome(o)
-	if reply.Outcome != Applied && reply.Outcome != Rejected {
-		return reply, &HeaderError{Header: HOutcome, Reason: "want applied or rejected"}
+	if reply.Outcome != Applied && reply.Outcome != Rejected && reply.Outcome != Duplicate {
+		return reply, &HeaderError{Header: HOutcome, Reason: "want applied, rejected or duplicate"}
 	}
 	if reply.Version, err = parseInt(r, HVersion, 0); err != nil {
 		return reply, err

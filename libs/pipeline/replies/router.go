@@ -47,8 +47,8 @@ type Router struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	waiters map[string]chan envelope.Reply
-	gaveUp  map[string]time.Time // command ID → when its waiter gave up
+	waiters map[string][]chan envelope.Reply // several when one command ID is retried through this instance
+	gaveUp  map[string]time.Time             // command ID → when its waiter gave up
 
 	delivered, late, unknown, malformed atomic.Int64
 }
@@ -93,7 +93,7 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 	}
 	return &Router{
 		cfg: cfg, cl: cl, log: cfg.Logger.With("reply_topic", cfg.Topic),
-		waiters: map[string]chan envelope.Reply{}, gaveUp: map[string]time.Time{},
+		waiters: map[string][]chan envelope.Reply{}, gaveUp: map[string]time.Time{},
 	}, nil
 }
 
@@ -108,11 +108,12 @@ type Waiter struct {
 }
 
 // Register makes a waiter for commandID. Call it before producing the
-// command, and Done when no longer waiting.
+// command, and Done when no longer waiting. Several waiters of one command
+// ID (an idempotent retry while the first is in flight) each get the reply.
 func (r *Router) Register(commandID string) *Waiter {
 	ch := make(chan envelope.Reply, 1)
 	r.mu.Lock()
-	r.waiters[commandID] = ch
+	r.waiters[commandID] = append(r.waiters[commandID], ch)
 	r.mu.Unlock()
 	return &Waiter{r: r, commandID: commandID, ch: ch}
 }
@@ -131,9 +132,18 @@ func (w *Waiter) Wait(ctx context.Context) (envelope.Reply, error) {
 func (w *Waiter) Done() {
 	w.r.mu.Lock()
 	defer w.r.mu.Unlock()
-	if _, ok := w.r.waiters[w.commandID]; ok {
+	chans := w.r.waiters[w.commandID]
+	for i, ch := range chans {
+		if ch == w.ch {
+			chans = append(chans[:i], chans[i+1:]...)
+			w.r.gaveUp[w.commandID] = time.Now()
+			break
+		}
+	}
+	if len(chans) == 0 {
 		delete(w.r.waiters, w.commandID)
-		w.r.gaveUp[w.commandID] = time.Now()
+	} else {
+		w.r.waiters[w.commandID] = chans
 	}
 }
 
@@ -178,7 +188,7 @@ func (r *Router) route(rec *kgo.Record) {
 		return
 	}
 	r.mu.Lock()
-	ch, ok := r.waiters[reply.CommandID]
+	chans, ok := r.waiters[reply.CommandID]
 	if ok {
 		delete(r.waiters, reply.CommandID)
 	}
@@ -186,7 +196,9 @@ func (r *Router) route(rec *kgo.Record) {
 	r.mu.Unlock()
 	switch {
 	case ok:
-		ch <- reply // buffered, one reply per waiter
+		for _, ch := range chans {
+			ch <- reply // buffered, one reply per waiter
+		}
 		r.delivered.Add(1)
 	case wasLate:
 		r.late.Add(1)

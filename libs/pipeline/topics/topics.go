@@ -16,6 +16,7 @@ type Names struct {
 	Commands  string // commands, keyed by aggregate ID
 	Events    string // events (CloudEvents), keyed by aggregate ID
 	Snapshots string // compacted, co-partitioned with Commands: latest state per aggregate
+	Outcomes  string // rejections, keyed by aggregate ID: recorded by the projector for command status
 	DLQ       string // records that could not be processed, with the reason in headers
 }
 
@@ -25,6 +26,7 @@ func For(prefix, domain string) Names {
 		Commands:  prefix + domain + ".commands",
 		Events:    prefix + domain + ".events",
 		Snapshots: prefix + domain + ".snapshots",
+		Outcomes:  prefix + domain + ".outcomes",
 		DLQ:       prefix + domain + ".dlq",
 	}
 }
@@ -41,7 +43,7 @@ func Ensure(ctx context.Context, adm *kadm.Client, n Names, partitions int32, rf
 	for _, t := range []struct {
 		name    string
 		configs map[string]*string
-	}{{n.Commands, nil}, {n.Events, nil}, {n.Snapshots, compacted}, {n.DLQ, nil}} {
+	}{{n.Commands, nil}, {n.Events, nil}, {n.Snapshots, compacted}, {n.Outcomes, nil}, {n.DLQ, nil}} {
 		resp, err := adm.CreateTopic(ctx, partitions, rf, t.configs, t.name)
 		if err == nil {
 			err = resp.Err

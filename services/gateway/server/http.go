@@ -128,6 +128,9 @@ func (g *Gateway) createOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	if body.ID == "" {
 		body.ID = uuid.NewString()
+		if key := r.Header.Get("Idempotency-Key"); key != "" {
+			body.ID = derivedID(tenantOf(r), key) // a retried create reaches the same order
+		}
 	}
 	if !validID(body.ID) {
 		badID(w, "order ID", body.ID)
@@ -198,63 +201,138 @@ func (g *Gateway) upsertCatalogItem(w http.ResponseWriter, r *http.Request) {
 	g.send(w, r, g.catalog.Commands, catalog.CommandUpsert, sku, data, http.StatusOK)
 }
 
+// tenantOf is the request's tenant. Until authentication lands every
+// request belongs to the tenant "default"; keys and records are already
+// scoped by it.
+func tenantOf(*http.Request) string { return "default" }
+
 // send produces a command and answers with its outcome. The waiter is
 // registered before the produce, so no reply can slip past it.
+//
+// Headers honoured: Idempotency-Key (a retry returns the first outcome),
+// If-Match (optimistic concurrency), Prefer: wait=N and respond-async.
 func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandType, aggregateID string, data json.RawMessage, okStatus int) {
-	wait := g.cfg.DefaultWait
+	prefs := parsePrefer(r.Header, g.cfg.DefaultWait, g.cfg.MaxWait)
+	if len(prefs.applied) > 0 {
+		w.Header().Set("Preference-Applied", strings.Join(prefs.applied, ", "))
+	}
+	expected, err := parseIfMatch(r.Header)
+	if err != nil {
+		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed If-Match", Status: http.StatusBadRequest, Detail: err.Error()})
+		return
+	}
+	tenant := tenantOf(r)
 	cmd := envelope.Command{
 		Meta: envelope.Meta{
 			CommandID:       uuid.NewString(),
 			AggregateID:     aggregateID,
 			ReplyTo:         g.router.Topic(),
-			Deadline:        time.Now().Add(wait),
+			Deadline:        time.Now().Add(prefs.wait),
+			Tenant:          tenant,
 			TraceParent:     r.Header.Get("traceparent"),
-			ExpectedVersion: envelope.NoVersion,
+			IdempotencyKey:  r.Header.Get("Idempotency-Key"),
+			ExpectedVersion: expected,
 		},
 		Type: commandType,
 		Data: data,
+	}
+	if key := cmd.IdempotencyKey; key != "" {
+		if !validKey(key) {
+			writeProblem(w, &envelope.Problem{Type: "malformed", Title: "invalid Idempotency-Key", Status: http.StatusBadRequest,
+				Detail: "want 1 to 255 visible ASCII characters"})
+			return
+		}
+		print := fingerprint(r.Method, r.URL.Path, r.Header.Get("If-Match"), aggregateID, data)
+		first, err := g.reserveKey(r.Context(), tenant, key, print, cmd.CommandID, aggregateID)
+		switch {
+		case errors.Is(err, errKeyReused):
+			writeProblem(w, &envelope.Problem{Type: "idempotency-key-reused", Title: "this Idempotency-Key was used for another request",
+				Status: http.StatusUnprocessableEntity, Detail: "a key identifies one request: send a new key for a new request"})
+			return
+		case err != nil:
+			g.unavailable(w, "idempotency key", err)
+			return
+		}
+		// A retry is produced again under the first command's ID: if the
+		// first never reached Kafka this one is decided; if it did, the
+		// aggregate answers "duplicate" and emits nothing.
+		cmd.CommandID = first
 	}
 	waiter := g.router.Register(cmd.CommandID)
 	defer waiter.Done()
 
 	produceCtx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
-	err := g.producer.Send(produceCtx, topic, cmd)
+	err = g.producer.Send(produceCtx, topic, cmd)
 	cancel()
 	if err != nil {
 		if errors.Is(err, commands.ErrUnavailable) {
-			g.log.Warn("command not produced", "command_id", cmd.CommandID, "err", err)
-			w.Header().Set("Retry-After", "1")
-			writeProblem(w, &envelope.Problem{Type: "unavailable", Title: "the command bus is unavailable; retry shortly", Status: http.StatusServiceUnavailable})
+			g.unavailable(w, "produce", err)
 			return
 		}
 		g.internal(w, "produce", err)
 		return
 	}
 	g.rememberSent(cmd.CommandID)
+	if prefs.async {
+		g.accepted(w, cmd)
+		return
+	}
 
-	waitCtx, cancel := context.WithTimeout(r.Context(), wait)
+	waitCtx, cancel := context.WithTimeout(r.Context(), prefs.wait)
+	defer cancel()
 	reply, err := waiter.Wait(waitCtx)
-	cancel()
-	if err == nil {
+	if err == nil && reply.Outcome != envelope.Duplicate {
 		g.writeReply(w, reply, aggregateID, okStatus)
 		return
 	}
 	if r.Context().Err() != nil {
 		return // the client went away
 	}
-	// No reply in time: the projector may have committed and crashed before
-	// sending it. The recorded outcome answers as well as the reply would.
-	outcome, err := projector.LookupOutcome(r.Context(), g.cfg.Pool, cmd.CommandID)
+	// No reply in time — the projector may have committed and died before
+	// sending it — or a duplicate notice: the recorded outcome answers as well
+	// as the reply would. A duplicate's first command may still be in flight:
+	// wait for its outcome within the same bound.
+	outcome, err := g.recordedOutcome(waitCtx, cmd.CommandID, err == nil)
 	if err == nil {
 		g.writeReply(w, envelope.Reply{CommandID: cmd.CommandID, Outcome: outcome.Outcome, Version: outcome.Version, Body: outcome.Reply}, aggregateID, okStatus)
 		return
 	}
-	if !errors.Is(err, projector.ErrNoOutcome) {
+	if !errors.Is(err, projector.ErrNoOutcome) && !errors.Is(err, context.DeadlineExceeded) {
 		g.log.Warn("outcome lookup failed", "command_id", cmd.CommandID, "err", err)
 	}
+	g.accepted(w, cmd)
+}
+
+// recordedOutcome reads commandID's outcome from the view; with poll, it
+// keeps looking until ctx ends.
+func (g *Gateway) recordedOutcome(ctx context.Context, commandID string, poll bool) (projector.Outcome, error) {
+	lookupCtx := context.WithoutCancel(ctx)
+	for {
+		outcome, err := projector.LookupOutcome(lookupCtx, g.cfg.Pool, commandID)
+		if err == nil || !errors.Is(err, projector.ErrNoOutcome) || !poll {
+			return outcome, err
+		}
+		select {
+		case <-ctx.Done():
+			return outcome, err
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+// accepted answers 202: the command is in the pipeline, its outcome will be at Location.
+func (g *Gateway) accepted(w http.ResponseWriter, cmd envelope.Command) {
+	g.markPending(context.Background(), cmd.CommandID, cmd.AggregateID, cmd.Tenant)
 	w.Header().Set("Location", "/v1/commands/"+cmd.CommandID)
 	w.Header().Set("Retry-After", "1")
 	writeJSON(w, http.StatusAccepted, map[string]string{"commandId": cmd.CommandID, "status": "pending"})
+}
+
+// unavailable answers 503 when a dependency does not answer in time.
+func (g *Gateway) unavailable(w http.ResponseWriter, what string, err error) {
+	g.log.Warn("dependency unavailable", "during", what, "err", err)
+	w.Header().Set("Retry-After", "1")
+	writeProblem(w, &envelope.Problem{Type: "unavailable", Title: "a dependency is unavailable; retry shortly", Status: http.StatusServiceUnavailable})
 }
 
 func (g *Gateway) writeReply(w http.ResponseWriter, reply envelope.Reply, aggregateID string, okStatus int) {
@@ -292,10 +370,14 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 		}
 		minVersion = n
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.DefaultWait)
+	prefs := parsePrefer(r.Header, g.cfg.DefaultWait, g.cfg.MaxWait)
+	if len(prefs.applied) > 0 && minVersion > 0 {
+		w.Header().Set("Preference-Applied", strings.Join(prefs.applied, ", "))
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), prefs.wait)
 	defer cancel()
 	for {
-		body, version, err := view.GetOrder(ctx, g.cfg.Pool, id)
+		body, version, err := view.GetOrder(context.WithoutCancel(ctx), g.cfg.Pool, id)
 		switch {
 		case errors.Is(err, view.ErrNotFound) && minVersion == 0:
 			writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found", Status: http.StatusNotFound})
@@ -324,18 +406,38 @@ func (g *Gateway) commandStatus(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(outcome.Version, 10)))
-		writeJSON(w, http.StatusOK, map[string]any{
+		status := map[string]any{
 			"commandId": id, "status": outcome.Outcome, "aggregateId": outcome.AggregateID,
-			"version": outcome.Version, "appliedAt": outcome.AppliedAt, "reply": outcome.Reply,
-		})
-	case errors.Is(err, projector.ErrNoOutcome) && g.wasSent(id):
-		w.Header().Set("Retry-After", "1")
-		writeJSON(w, http.StatusOK, map[string]string{"commandId": id, "status": "pending"})
-	case errors.Is(err, projector.ErrNoOutcome):
-		writeProblem(w, &envelope.Problem{Type: "command-not-found", Title: "unknown command", Status: http.StatusNotFound})
-	default:
+			"version": outcome.Version, "decidedAt": outcome.AppliedAt,
+		}
+		if outcome.Outcome == envelope.Rejected {
+			var p envelope.Problem
+			if json.Unmarshal(outcome.Reply, &p) == nil {
+				p.Status = problems.HTTPStatus(p.Type)
+			}
+			status["problem"] = p
+		} else {
+			status["reply"] = outcome.Reply
+		}
+		writeJSON(w, http.StatusOK, status)
+		return
+	case !errors.Is(err, projector.ErrNoOutcome):
 		g.internal(w, "command status", err)
+		return
 	}
+	pending := g.wasSent(id)
+	if !pending {
+		if pending, err = g.isPending(r.Context(), id); err != nil {
+			g.internal(w, "command status", err)
+			return
+		}
+	}
+	if !pending {
+		writeProblem(w, &envelope.Problem{Type: "command-not-found", Title: "unknown command", Status: http.StatusNotFound})
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusOK, map[string]string{"commandId": id, "status": "pending"})
 }
 
 func (g *Gateway) listCatalog(w http.ResponseWriter, r *http.Request) {

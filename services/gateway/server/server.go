@@ -109,6 +109,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err := projector.EnsureSchema(ctx, cfg.Pool); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	if err := ensureGatewaySchema(ctx, cfg.Pool); err != nil {
+		return nil, fmt.Errorf("gateway: schema: %w", err)
+	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ProducerLinger(0),
@@ -134,10 +137,23 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}, nil
 }
 
-// Run routes replies until ctx ends.
+// Run routes replies until ctx ends, and prunes expired idempotency keys hourly.
 func (g *Gateway) Run(ctx context.Context) error {
 	g.wg.Add(1)
 	defer g.wg.Done()
+	go func() { // owned by Run's context: ends with it
+		g.pruneKeys(ctx)
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				g.pruneKeys(ctx)
+			}
+		}
+	}()
 	return g.router.Run(ctx)
 }
 

@@ -32,8 +32,9 @@ func Projection(prefix string) projector.Projection {
 		return err
 	}
 	return projector.Projection{
-		Name:   "views",
-		Topics: map[string]string{o.Events: o.DLQ, c.Events: c.DLQ},
+		Name:     "views",
+		Topics:   map[string]string{o.Events: o.DLQ, c.Events: c.DLQ},
+		Outcomes: map[string]string{o.Outcomes: o.DLQ, c.Outcomes: c.DLQ},
 		Apply: func(ctx context.Context, tx pgx.Tx, topic string, ev envelope.Event) error {
 			if topic == c.Events {
 				return permanent(view.ApplyCatalogEvent(ctx, tx, ev))
@@ -56,6 +57,8 @@ type Config struct {
 	Pool        *pgxpool.Pool
 	Logger      *slog.Logger
 	ClientOpts  []kgo.Opt
+	// Faults injects failures, for tests; nil in production.
+	Faults *projector.Faults
 }
 
 // Run migrates the view's schema and projects until ctx ends.
@@ -64,7 +67,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("projector: migrations: %w", err)
 	}
 	rt, err := projector.New(Projection(cfg.TopicPrefix), projector.Config{
-		Brokers: cfg.Brokers, Pool: cfg.Pool, Group: cfg.TopicPrefix + "views-projector", Logger: cfg.Logger, ClientOpts: cfg.ClientOpts,
+		Brokers: cfg.Brokers, Pool: cfg.Pool, Group: cfg.TopicPrefix + "views-projector", Logger: cfg.Logger, ClientOpts: cfg.ClientOpts, Faults: cfg.Faults,
 	})
 	if err != nil {
 		return err

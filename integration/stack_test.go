@@ -160,7 +160,8 @@ func (r response) json(t testing.TB) map[string]any {
 	return m
 }
 
-var httpClient = &http.Client{Timeout: 60 * time.Second}
+// httpClient records every response for the OpenAPI check in TestMain.
+var httpClient = &http.Client{Timeout: 60 * time.Second, Transport: recordingTransport{http.DefaultTransport}}
 
 // call sends a request to gateway i (modulo the number of gateways).
 func (s *stack) call(i int, method, path string, body any) response {

@@ -28,7 +28,7 @@ import (
 // maxBody bounds request bodies; larger ones are answered 413.
 const maxBody = 64 << 10
 
-func (g *Gateway) routes() http.Handler {
+func (g *Gateway) routes() chi.Router {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
 	r.Use(func(next http.Handler) http.Handler {
@@ -39,6 +39,7 @@ func (g *Gateway) routes() http.Handler {
 	})
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	r.Get("/readyz", g.ready)
+	r.Get("/openapi.json", serveOpenAPI)
 	r.Route("/v1", func(r chi.Router) {
 		r.Post("/orders", g.createOrder)
 		r.Get("/orders/{id}", g.getOrder)

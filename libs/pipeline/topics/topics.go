@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -52,12 +53,24 @@ func Ensure(ctx context.Context, adm *kadm.Client, n Names, partitions int32, rf
 			return fmt.Errorf("create topic %s: %w", t.name, err)
 		}
 	}
-	details, err := adm.ListTopics(ctx, n.Commands, n.Snapshots)
-	if err != nil {
-		return err
+	// Metadata of topics just created reaches every broker a moment later:
+	// wait until both topics show their partitions before comparing them.
+	for attempt := 0; ; attempt++ {
+		details, err := adm.ListTopics(ctx, n.Commands, n.Snapshots)
+		c, s := len(details[n.Commands].Partitions), len(details[n.Snapshots].Partitions)
+		if err == nil && c > 0 && s > 0 {
+			if c != s {
+				return fmt.Errorf("topics %s (%d partitions) and %s (%d) must be co-partitioned", n.Commands, c, n.Snapshots, s)
+			}
+			return nil
+		}
+		if attempt == 100 {
+			return fmt.Errorf("topics %s and %s: no partition metadata after 10s (%v)", n.Commands, n.Snapshots, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	if c, s := len(details[n.Commands].Partitions), len(details[n.Snapshots].Partitions); c != s {
-		return fmt.Errorf("topics %s (%d partitions) and %s (%d) must be co-partitioned", n.Commands, c, n.Snapshots, s)
-	}
-	return nil
 }

@@ -28,6 +28,11 @@ import (
 // maxBody bounds request bodies; larger ones are answered 413.
 const maxBody = 64 << 10
 
+// lookupTimeout bounds one PostgreSQL read or write done after a request's
+// wait is over (the recorded-outcome fallback, the pending mark), so that no
+// request outlives its bound by more than this.
+const lookupTimeout = time.Second
+
 func (g *Gateway) routes() chi.Router {
 	r := chi.NewRouter()
 	r.Use(middleware.Recoverer)
@@ -244,7 +249,9 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 			return
 		}
 		print := fingerprint(r.Method, r.URL.Path, r.Header.Get("If-Match"), aggregateID, data)
-		first, err := g.reserveKey(r.Context(), tenant, key, print, cmd.CommandID, aggregateID)
+		reserveCtx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
+		first, err := g.reserveKey(reserveCtx, tenant, key, print, cmd.CommandID, aggregateID)
+		cancel()
 		switch {
 		case errors.Is(err, errKeyReused):
 			writeProblem(w, &envelope.Problem{Type: "idempotency-key-reused", Title: "this Idempotency-Key was used for another request",
@@ -307,9 +314,11 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 // recordedOutcome reads commandID's outcome from the view; with poll, it
 // keeps looking until ctx ends.
 func (g *Gateway) recordedOutcome(ctx context.Context, commandID string, poll bool) (projector.Outcome, error) {
-	lookupCtx := context.WithoutCancel(ctx)
 	for {
+		// The wait may be over already: one lookup still gets its own short bound.
+		lookupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
 		outcome, err := projector.LookupOutcome(lookupCtx, g.cfg.Pool, commandID)
+		cancel()
 		if err == nil || !errors.Is(err, projector.ErrNoOutcome) || !poll {
 			return outcome, err
 		}
@@ -323,7 +332,9 @@ func (g *Gateway) recordedOutcome(ctx context.Context, commandID string, poll bo
 
 // accepted answers 202: the command is in the pipeline, its outcome will be at Location.
 func (g *Gateway) accepted(w http.ResponseWriter, cmd envelope.Command) {
-	g.markPending(context.Background(), cmd.CommandID, cmd.AggregateID, cmd.Tenant)
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	g.markPending(ctx, cmd.CommandID, cmd.AggregateID, cmd.Tenant)
 	w.Header().Set("Location", "/v1/commands/"+cmd.CommandID)
 	w.Header().Set("Retry-After", "1")
 	writeJSON(w, http.StatusAccepted, map[string]string{"commandId": cmd.CommandID, "status": "pending"})

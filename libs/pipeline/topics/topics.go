@@ -65,7 +65,7 @@ func Ensure(ctx context.Context, adm *kadm.Client, n Names, partitions int32, rf
 			return nil
 		}
 		if attempt == 100 {
-			return fmt.Errorf("topics %s and %s: no partition metadata after 10s (%v)", n.Commands, n.Snapshots, err)
+			return fmt.Errorf("topics %s and %s: no partition metadata after 10s (%w)", n.Commands, n.Snapshots, err)
 		}
 		select {
 		case <-ctx.Done():

@@ -65,6 +65,9 @@ func Ensure(ctx context.Context, adm *kadm.Client, n Names, partitions int32, rf
 			return nil
 		}
 		if attempt == 100 {
+			if err == nil {
+				err = errors.New("no partitions listed")
+			}
 			return fmt.Errorf("topics %s and %s: no partition metadata after 10s (%w)", n.Commands, n.Snapshots, err)
 		}
 		select {

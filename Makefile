@@ -22,7 +22,7 @@ LOCALINFRA     := $(GO) run ./deploy/local/cmd/localinfra
 CONTAINERINFRA := $(GO) run ./deploy/containers/cmd/containerinfra
 GOLANGCI_LINT_VERSION := v2.15.0
 
-.PHONY: help run test test-unit test-integration bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
+.PHONY: help run test test-unit test-integration fuzz bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -64,6 +64,18 @@ test-unit: ## every module's tests except integration/, with -race
 test-integration: ## the black-box tests in integration/ (real Kafka, kfake, PostgreSQL)
 	@echo "== go test integration"
 	@cd integration && $(GO) test -count=1 -timeout 20m ./...
+
+FUZZTIME ?= 10s
+fuzz: ## run every fuzz target (go test -fuzz) for FUZZTIME each; seeds live in the tests
+	@set -euo pipefail; for m in $(UNIT_MODULES); do \
+	  cd $$m; \
+	  for pkg in $$($(GO) list ./...); do \
+	    for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	      echo "== fuzz $$f in $${pkg#github.com/answerback/answerback/} for $(FUZZTIME)"; \
+	      $(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    done; \
+	  done; \
+	done
 
 bench-roundtrip: ## single-client round-trip latency (p50/p90/p99) on real Kafka and PostgreSQL, started like make test
 	@set -euo pipefail; \

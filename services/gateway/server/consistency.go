@@ -83,7 +83,10 @@ func parsePrefer(h http.Header, def, max time.Duration) preferences {
 				p.async = true
 			case "wait":
 				if secs, err := strconv.ParseFloat(value, 64); err == nil && secs >= 0 {
-					p.wait = min(time.Duration(secs*float64(time.Second)), max)
+					p.wait = max // compared in seconds first: a huge wait would overflow a Duration
+					if secs < max.Seconds() {
+						p.wait = time.Duration(secs * float64(time.Second))
+					}
 					p.applied = append(p.applied, "wait="+strconv.FormatFloat(p.wait.Seconds(), 'f', -1, 64))
 				}
 			}

@@ -80,4 +80,3 @@ func FuzzDecodeReplyAndOutcome(f *testing.F) {
 		_, _, _, _ = DecodeOutcome(rec)
 	})
 }
-

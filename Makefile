@@ -22,7 +22,7 @@ LOCALINFRA     := $(GO) run ./deploy/local/cmd/localinfra
 CONTAINERINFRA := $(GO) run ./deploy/containers/cmd/containerinfra
 GOLANGCI_LINT_VERSION := v2.15.0
 
-.PHONY: help run test test-unit test-integration fuzz bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
+.PHONY: help run test test-unit test-integration fuzz chaos bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -64,6 +64,11 @@ test-unit: ## every module's tests except integration/, with -race
 test-integration: ## the black-box tests in integration/ (real Kafka, kfake, PostgreSQL)
 	@echo "== go test integration"
 	@cd integration && $(GO) test -count=1 -timeout 20m ./...
+
+CHAOS_PHASE ?= 20s
+chaos: ## the chaos suite: services as processes, faults injected under load, invariants checked; writes docs/RELIABILITY.md
+	@cd integration && KAFKA_JARS_CACHE=$(CACHE)/kafka CHAOS_PHASE=$(CHAOS_PHASE) CHAOS_REPORT=$(CURDIR)/docs/RELIABILITY.md \
+	  $(GO) test -tags chaos -count=1 -v -timeout 30m -run TestChaos ./chaos/
 
 FUZZTIME ?= 10s
 fuzz: ## run every fuzz target (go test -fuzz) for FUZZTIME each; seeds live in the tests

@@ -5,19 +5,17 @@ go 1.26.0
 require (
 	github.com/answerback/answerback/deploy/local v0.0.0
 	github.com/answerback/answerback/libs/testenv v0.0.0
+	github.com/google/uuid v1.6.0
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
 )
 
-require (
-	github.com/go-chi/chi/v5 v5.5.0 // indirect
-	github.com/google/uuid v1.6.0 // indirect
-)
+require github.com/go-chi/chi/v5 v5.5.0 // indirect
 
 require (
 	github.com/answerback/answerback/libs/domain v0.0.0 // indirect
 	github.com/answerback/answerback/libs/pipeline v0.0.0
-	github.com/answerback/answerback/libs/projector v0.0.0 // indirect
+	github.com/answerback/answerback/libs/projector v0.0.0
 	github.com/answerback/answerback/services/aggregator v0.0.0
 	github.com/answerback/answerback/services/gateway v0.0.0
 	github.com/answerback/answerback/services/projector v0.0.0

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -43,7 +44,16 @@ func main() {
 }
 
 func run(ctx context.Context, brokers []string, dsn, prefix, addr, instance string, wait time.Duration, log *slog.Logger) error {
-	pool, err := pgxpool.New(ctx, dsn)
+	poolCfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(dsn, "pool_max_conns") {
+		// pgx defaults to max(4, CPUs) connections; every request reads the
+		// view or records a key, so a busy gateway needs more.
+		poolCfg.MaxConns = 32
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return err
 	}

@@ -158,9 +158,11 @@ func (g *Gateway) addItem(w http.ResponseWriter, r *http.Request) {
 	}
 	// The order aggregate does not know the catalog: an unknown SKU is refused
 	// here, from the catalog view, before any command is produced.
-	exists, err := view.CatalogItemExists(r.Context(), g.cfg.Pool, body.SKU)
+	lookupCtx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
+	exists, err := view.CatalogItemExists(lookupCtx, g.cfg.Pool, body.SKU)
+	cancel()
 	if err != nil {
-		g.internal(w, "catalog lookup", err)
+		g.unavailable(w, "catalog lookup", err)
 		return
 	}
 	if !exists {
@@ -395,7 +397,7 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found", Status: http.StatusNotFound})
 			return
 		case err != nil && !errors.Is(err, view.ErrNotFound):
-			g.internal(w, "order view", err)
+			g.unavailable(w, "order view", err)
 			return
 		case err == nil && version >= minVersion:
 			w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(version, 10)))
@@ -414,7 +416,9 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 
 func (g *Gateway) commandStatus(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "commandId")
-	outcome, err := projector.LookupOutcome(r.Context(), g.cfg.Pool, id)
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
+	defer cancel()
+	outcome, err := projector.LookupOutcome(ctx, g.cfg.Pool, id)
 	switch {
 	case err == nil:
 		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(outcome.Version, 10)))
@@ -434,13 +438,13 @@ func (g *Gateway) commandStatus(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, status)
 		return
 	case !errors.Is(err, projector.ErrNoOutcome):
-		g.internal(w, "command status", err)
+		g.unavailable(w, "command status", err)
 		return
 	}
 	pending := g.wasSent(id)
 	if !pending {
-		if pending, err = g.isPending(r.Context(), id); err != nil {
-			g.internal(w, "command status", err)
+		if pending, err = g.isPending(ctx, id); err != nil {
+			g.unavailable(w, "command status", err)
 			return
 		}
 	}
@@ -453,9 +457,11 @@ func (g *Gateway) commandStatus(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) listCatalog(w http.ResponseWriter, r *http.Request) {
-	body, err := view.ListCatalog(r.Context(), g.cfg.Pool)
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
+	defer cancel()
+	body, err := view.ListCatalog(ctx, g.cfg.Pool)
 	if err != nil {
-		g.internal(w, "catalog view", err)
+		g.unavailable(w, "catalog view", err)
 		return
 	}
 	w.Header().Set("Content-Type", envelope.ContentTypeJSON)

@@ -245,8 +245,8 @@ type results struct {
 
 type row struct {
 	requests, ok, accepted, client4xx, server5xx, failed, hung, lost, duplicated int
-	recovery                                                                    time.Duration
-	recovered                                                                   bool
+	recovery                                                                     time.Duration
+	recovered                                                                    bool
 }
 
 // check reads the events topic and the command statuses and holds them

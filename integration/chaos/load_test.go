@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -160,7 +161,8 @@ func (c *cluster) command(order, sku string) outcome {
 		status, body, err := c.do(http.MethodPost, "/v1/orders/"+order+"/items", map[string]any{"sku": sku, "quantity": 1},
 			map[string]string{"Idempotency-Key": key, "Prefer": "wait=3"})
 		if err != nil {
-			if ne, ok := err.(net.Error); ok && ne.Timeout() || time.Since(start) >= clientTimeout {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || time.Since(start) >= clientTimeout {
 				o.hung = true
 			}
 			time.Sleep(250 * time.Millisecond)

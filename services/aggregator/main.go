@@ -9,6 +9,8 @@ package main
 import (
 	"os"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/services/aggregator/app"
 )
@@ -22,7 +24,7 @@ func main() {
 	brokers, prefix := kafka()
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
-	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, InstanceID: *instance, Logger: log}); err != nil {
+	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, InstanceID: *instance, Logger: log, ClientOpts: []kgo.Opt{service.KafkaClientLogger("aggregator")}}); err != nil {
 		log.Error("aggregator failed", "err", err)
 		os.Exit(1)
 	}

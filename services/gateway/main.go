@@ -20,6 +20,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/services/gateway/server"
 )
@@ -61,6 +63,7 @@ func run(ctx context.Context, brokers []string, dsn, prefix, addr, instance stri
 	gw, err := server.New(ctx, server.Config{
 		InstanceID: instance, Brokers: brokers, TopicPrefix: prefix, Pool: pool,
 		DefaultWait: wait, MaxWait: max(wait, 30*time.Second), Logger: log,
+		ClientOpts: []kgo.Opt{service.KafkaClientLogger("gateway")},
 	})
 	if err != nil {
 		return err

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/services/projector/app"
 )
@@ -28,7 +30,7 @@ func main() {
 		os.Exit(2)
 	}
 	defer pool.Close()
-	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, Pool: pool, Logger: log}); err != nil {
+	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, Pool: pool, Logger: log, ClientOpts: []kgo.Opt{service.KafkaClientLogger("projector")}}); err != nil {
 		log.Error("projector failed", "err", err)
 		os.Exit(1)
 	}

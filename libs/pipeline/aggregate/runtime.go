@@ -179,9 +179,12 @@ func (r *Runtime[S]) Run(ctx context.Context) error {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Brokers...),
 		kgo.ConsumerGroup(r.cfg.Group),
-		// Static membership: a restarted instance takes its partitions back
-		// at once instead of after the dead member's session times out.
-		kgo.InstanceID(r.cfg.InstanceID),
+		// Dynamic membership: an instance that stops cleanly leaves the group
+		// and its partitions move at once (deploys, scale-in). One that dies
+		// is noticed within the session timeout. (Static membership would
+		// give a restarted instance its partitions back at once but make
+		// every clean stop wait out the session: worse for rolling deploys,
+		// as the chaos suite's rebalance storm showed.)
 		kgo.SessionTimeout(10 * time.Second),
 		kgo.ConsumeTopics(r.cfg.Topics.Commands),
 		kgo.TransactionalID(r.cfg.Group + "." + r.cfg.InstanceID),

@@ -14,6 +14,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kslog"
 )
 
 // Flags wraps a FlagSet whose defaults come from environment variables.
@@ -101,4 +104,14 @@ func (f Flags) ParseOrExit(args []string) {
 		}
 		os.Exit(2)
 	}
+}
+
+// KafkaClientLogger returns the franz-go client option that logs through a
+// JSON logger of its own at the level named by KAFKA_LOG_LEVEL (default warn):
+// the client's own account of rebalances, transactions and retries.
+func KafkaClientLogger(name string) kgo.Opt {
+	level := slog.LevelWarn
+	_ = level.UnmarshalText([]byte(os.Getenv("KAFKA_LOG_LEVEL")))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})).With("service", name, "component", "kafka-client")
+	return kgo.WithLogger(kslog.New(log))
 }

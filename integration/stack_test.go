@@ -215,36 +215,30 @@ func (s *stack) seedCatalog(items map[string]map[string]any) {
 	}
 }
 
-// eventsOf reads the events topic from the start until it is quiet and
-// returns the events of aggregate id, in topic order.
+// eventsOf returns the events of aggregate id on the domain's events
+// topic, in topic order.
 func (s *stack) eventsOf(domain, id string) []envelope.Event {
 	s.t.Helper()
-	cl := s.k.Client(s.t, kgo.ConsumeTopics(s.topics(domain).Events), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	var out []envelope.Event
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		fetches := cl.PollFetches(ctx)
-		cancel()
-		if fetches.NumRecords() == 0 {
-			return out
+	for _, r := range s.readTopic(s.topics(domain).Events) {
+		if string(r.Key) != id {
+			continue
 		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			if string(r.Key) != id {
-				return
-			}
-			ev, err := envelope.DecodeEvent(r)
-			if err != nil {
-				s.t.Errorf("undecodable event at %d: %v", r.Offset, err)
-				return
-			}
-			out = append(out, ev)
-		})
+		ev, err := envelope.DecodeEvent(r)
+		if err != nil {
+			s.t.Errorf("undecodable event at %d: %v", r.Offset, err)
+			continue
+		}
+		out = append(out, ev)
 	}
+	return out
 }
 
-// dlqRecords reads a DLQ topic until it is quiet.
-func (s *stack) dlqRecords(topic string) []*kgo.Record {
+// dlqRecords reads a dead-letter topic.
+func (s *stack) dlqRecords(topic string) []*kgo.Record { return s.readTopic(topic) }
+
+// readTopic reads topic from the start (read_committed) until it is quiet.
+func (s *stack) readTopic(topic string) []*kgo.Record {
 	s.t.Helper()
 	cl := s.k.Client(s.t, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))

@@ -119,6 +119,16 @@ func validID(id string) bool {
 	return true
 }
 
+// pathID reads the URL parameter name and answers 400 when it is not a valid ID.
+func pathID(w http.ResponseWriter, r *http.Request, name, what string) (string, bool) {
+	id := chi.URLParam(r, name)
+	if !validID(id) {
+		badID(w, what, id)
+		return "", false
+	}
+	return id, true
+}
+
 func badID(w http.ResponseWriter, what, id string) {
 	writeProblem(w, &envelope.Problem{Type: "malformed", Title: "invalid " + what, Status: http.StatusBadRequest,
 		Detail: fmt.Sprintf("%q: want 1 to 100 letters, digits, '-', '_', '.' or ':'", id)})
@@ -147,9 +157,8 @@ func (g *Gateway) createOrder(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) addItem(w http.ResponseWriter, r *http.Request) {
-	id := chi.URLParam(r, "id")
-	if !validID(id) {
-		badID(w, "order ID", id)
+	id, ok := pathID(w, r, "id", "order ID")
+	if !ok {
 		return
 	}
 	var body orders.AddItem
@@ -175,20 +184,18 @@ func (g *Gateway) addItem(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) removeItem(w http.ResponseWriter, r *http.Request) {
-	id, sku := chi.URLParam(r, "id"), chi.URLParam(r, "sku")
-	if !validID(id) {
-		badID(w, "order ID", id)
+	id, ok := pathID(w, r, "id", "order ID")
+	if !ok {
 		return
 	}
-	data, _ := json.Marshal(orders.RemoveItem{SKU: sku})
+	data, _ := json.Marshal(orders.RemoveItem{SKU: chi.URLParam(r, "sku")})
 	g.send(w, r, g.orders.Commands, orders.CommandRemoveItem, id, data, http.StatusOK)
 }
 
 func (g *Gateway) orderCommand(commandType string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id := chi.URLParam(r, "id")
-		if !validID(id) {
-			badID(w, "order ID", id)
+		id, ok := pathID(w, r, "id", "order ID")
+		if !ok {
 			return
 		}
 		g.send(w, r, g.orders.Commands, commandType, id, json.RawMessage(`{}`), http.StatusOK)
@@ -196,9 +203,8 @@ func (g *Gateway) orderCommand(commandType string) http.HandlerFunc {
 }
 
 func (g *Gateway) upsertCatalogItem(w http.ResponseWriter, r *http.Request) {
-	sku := chi.URLParam(r, "sku")
-	if !validID(sku) {
-		badID(w, "SKU", sku)
+	sku, ok := pathID(w, r, "sku", "SKU")
+	if !ok {
 		return
 	}
 	var body catalog.Upsert
@@ -244,6 +250,10 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 		Type: commandType,
 		Data: data,
 	}
+	// Recording the key and producing share one budget, so that no request
+	// outlives ProduceTimeout + its wait + one lookup.
+	produceCtx, cancelProduce := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
+	defer cancelProduce()
 	if key := cmd.IdempotencyKey; key != "" {
 		if !validKey(key) {
 			writeProblem(w, &envelope.Problem{Type: "malformed", Title: "invalid Idempotency-Key", Status: http.StatusBadRequest,
@@ -251,9 +261,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 			return
 		}
 		print := fingerprint(r.Method, r.URL.Path, r.Header.Get("If-Match"), aggregateID, data)
-		reserveCtx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
-		first, err := g.reserveKey(reserveCtx, tenant, key, print, cmd.CommandID, aggregateID)
-		cancel()
+		first, err := g.reserveKey(produceCtx, tenant, key, print, cmd.CommandID, aggregateID)
 		switch {
 		case errors.Is(err, errKeyReused):
 			writeProblem(w, &envelope.Problem{Type: "idempotency-key-reused", Title: "this Idempotency-Key was used for another request",
@@ -271,9 +279,8 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 	waiter := g.router.Register(cmd.CommandID)
 	defer waiter.Done()
 
-	produceCtx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
 	err = g.producer.Send(produceCtx, topic, cmd)
-	cancel()
+	cancelProduce()
 	if err != nil {
 		if errors.Is(err, commands.ErrUnavailable) {
 			g.unavailable(w, "produce", err)
@@ -370,9 +377,8 @@ func (g *Gateway) writeReply(w http.ResponseWriter, reply envelope.Reply, aggreg
 }
 
 func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
-	id := chi.URLParam(r, "id")
-	if !validID(id) {
-		badID(w, "order ID", id)
+	id, ok := pathID(w, r, "id", "order ID")
+	if !ok {
 		return
 	}
 	minVersion := int64(0)

@@ -246,3 +246,27 @@ func TestBadRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestInFlightBound: a gateway waits on at most MaxInFlight commands; one
+// more is answered 503 with Retry-After at once, not queued.
+func TestInFlightBound(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, testenv.EmbeddedKafka(t), stackOptions{gateways: 1, maxInFlight: 1, replyWait: 3 * time.Second})
+	s.seedCatalog(defaultCatalog)
+	s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
+	s.stop("projector") // the first command now waits its whole bound
+	first := make(chan response, 1)
+	go func() { first <- s.call(0, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1}) }()
+	time.Sleep(500 * time.Millisecond)
+	start := time.Now()
+	second := s.call(0, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1})
+	if second.Status != http.StatusServiceUnavailable || second.Header.Get("Retry-After") == "" || second.json(t)["type"] != "overloaded" {
+		t.Errorf("second command while one is in flight: %d %s, want 503 overloaded with Retry-After", second.Status, second.Body)
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Errorf("the refusal took %s: it must not queue", waited)
+	}
+	if r := <-first; r.Status != http.StatusAccepted {
+		t.Errorf("first command: %d, want 202 (no projector)", r.Status)
+	}
+}

@@ -47,8 +47,9 @@ type component struct {
 }
 
 type stackOptions struct {
-	gateways  int
-	replyWait time.Duration
+	gateways    int
+	replyWait   time.Duration
+	maxInFlight int
 }
 
 func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
@@ -69,7 +70,7 @@ func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
 	for i := range opts.gateways {
 		gw, err := server.New(ctx, server.Config{
 			InstanceID: fmt.Sprintf("gw%d-%s", i+1, k.Prefix), Brokers: k.Seeds, TopicPrefix: s.prefix, Pool: s.pg.Pool,
-			DefaultWait: opts.replyWait, MaxWait: 30 * time.Second, Logger: testLogger(t),
+			DefaultWait: opts.replyWait, MaxWait: 30 * time.Second, MaxInFlight: opts.maxInFlight, Logger: testLogger(t),
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -226,6 +226,15 @@ func tenantOf(*http.Request) string { return "default" }
 // Headers honoured: Idempotency-Key (a retry returns the first outcome),
 // If-Match (optimistic concurrency), Prefer: wait=N and respond-async.
 func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandType, aggregateID string, data json.RawMessage, okStatus int) {
+	select {
+	case g.inFlight <- struct{}{}:
+		defer func() { <-g.inFlight }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, &envelope.Problem{Type: "overloaded", Title: "too many commands in flight on this gateway; retry shortly",
+			Status: http.StatusServiceUnavailable})
+		return
+	}
 	prefs := parsePrefer(r.Header, g.cfg.DefaultWait, g.cfg.MaxWait)
 	if len(prefs.applied) > 0 {
 		w.Header().Set("Preference-Applied", strings.Join(prefs.applied, ", "))

@@ -39,8 +39,11 @@ type Config struct {
 	// ProduceTimeout bounds handing a command to Kafka; past it the request
 	// is answered 503. Default 3s.
 	ProduceTimeout time.Duration
-	Logger         *slog.Logger
-	ClientOpts     []kgo.Opt
+	// MaxInFlight bounds the commands one gateway waits on at once; past it
+	// a command is answered 503 with Retry-After at once. Default 2048.
+	MaxInFlight int
+	Logger      *slog.Logger
+	ClientOpts  []kgo.Opt
 }
 
 func (c *Config) setDefaults() {
@@ -52,6 +55,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ProduceTimeout == 0 {
 		c.ProduceTimeout = 3 * time.Second
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 2048
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -90,6 +96,8 @@ type Gateway struct {
 	// GET /v1/commands/{id} can say "pending" for them before they apply.
 	sentMu sync.Mutex
 	sent   map[string]time.Time
+
+	inFlight chan struct{} // a token per command being handled
 
 	wg sync.WaitGroup // the router loop
 }
@@ -131,9 +139,10 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	return &Gateway{
 		cfg: cfg, log: cfg.Logger.With("gateway", cfg.InstanceID), cl: cl,
 		producer: commands.NewProducer(cl), router: router,
-		orders:  topics.For(cfg.TopicPrefix, "orders"),
-		catalog: topics.For(cfg.TopicPrefix, "catalog"),
-		sent:    map[string]time.Time{},
+		orders:   topics.For(cfg.TopicPrefix, "orders"),
+		catalog:  topics.For(cfg.TopicPrefix, "catalog"),
+		sent:     map[string]time.Time{},
+		inFlight: make(chan struct{}, cfg.MaxInFlight),
 	}, nil
 }
 

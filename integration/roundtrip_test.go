@@ -256,7 +256,9 @@ func TestInFlightBound(t *testing.T) {
 	s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
 	s.stop("projector") // the first command now waits its whole bound
 	first := make(chan response, 1)
-	go func() { first <- s.call(0, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1}) }()
+	go func() {
+		first <- s.call(0, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1})
+	}()
 	time.Sleep(500 * time.Millisecond)
 	start := time.Now()
 	second := s.call(0, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1})

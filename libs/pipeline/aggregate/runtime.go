@@ -256,7 +256,12 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 		}
 	}
 	if err := r.sess.Begin(); err != nil {
-		return err
+		// A transaction left open by a failed End (see endOpen) blocks
+		// every Begin: end it, then begin.
+		r.endOpen(ctx)
+		if err := r.sess.Begin(); err != nil {
+			return err
+		}
 	}
 	var (
 		produceErr error
@@ -284,6 +289,9 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 		try = kgo.TryAbort
 	}
 	committed, err := r.sess.End(ctx, try)
+	if err != nil {
+		r.endOpen(ctx)
+	}
 	if err != nil || !committed {
 		return errors.Join(produceErr, err, errors.New("transaction aborted"))
 	}
@@ -293,6 +301,29 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 		}
 	}
 	return nil
+}
+
+// endOpen aborts a transaction that a failed End may have left open: End
+// returns early, without ending the transaction, when its context ends while
+// it flushes (the broker was away longer than the batch's bound). Without
+// this every later Begin fails and the partition stalls for good — as the
+// chaos suite's broker restart showed. It retries until the abort goes
+// through or ctx's run ends.
+func (r *Runtime[S]) endOpen(ctx context.Context) {
+	for attempt := 0; ; attempt++ {
+		abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.TransactionTimeout)
+		_, err := r.sess.End(abortCtx, kgo.TryAbort)
+		cancel()
+		if err == nil {
+			return
+		}
+		r.log.Warn("aborting the open transaction failed; retrying", "attempt", attempt+1, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(time.Duration(attempt+1)*200*time.Millisecond, 2*time.Second)):
+		}
+	}
 }
 
 // decideOne decides one command record, producing its consequences.

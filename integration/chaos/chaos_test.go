@@ -151,6 +151,7 @@ func TestChaos(t *testing.T) {
 		}, recover: func() {}},
 	}
 
+	c.fault = faults[0].name // the load starts in the baseline phase
 	load := c.startLoad(16)
 	only := os.Getenv("CHAOS_FAULTS") // comma-separated substrings of fault names; empty: all
 	for _, f := range faults {

@@ -27,13 +27,24 @@ type Producer struct {
 func NewProducer(cl *kgo.Client) *Producer { return &Producer{cl: cl} }
 
 // Send produces cmd to topic and returns once Kafka has acknowledged it, or
-// with an error wrapping ErrUnavailable when ctx ends first or the produce fails.
+// with an error wrapping ErrUnavailable when the produce fails or ctx ends
+// first. It never outlives ctx, even while a produce request is in flight to
+// a broker that stopped answering; the outcome is then unknown — the command
+// may still be written — so callers should let clients retry with the same
+// idempotency key.
 func (p *Producer) Send(ctx context.Context, topic string, cmd envelope.Command) error {
 	if cmd.AggregateID == "" || cmd.CommandID == "" || cmd.Type == "" {
 		return errors.New("commands: aggregate ID, command ID and type are required")
 	}
-	if err := p.cl.ProduceSync(ctx, envelope.EncodeCommand(topic, cmd)).FirstErr(); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	done := make(chan error, 1)
+	p.cl.Produce(ctx, envelope.EncodeCommand(topic, cmd), func(_ *kgo.Record, err error) { done <- err })
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 	}
-	return nil
 }

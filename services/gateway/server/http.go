@@ -292,7 +292,11 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 	cancelProduce()
 	if err != nil {
 		if errors.Is(err, commands.ErrUnavailable) {
-			g.unavailable(w, "produce", err)
+			g.log.Warn("command not acknowledged", "command_id", cmd.CommandID, "err", err)
+			w.Header().Set("Retry-After", "1")
+			writeProblem(w, &envelope.Problem{Type: "unavailable", Title: "Kafka did not acknowledge the command in time; retry shortly",
+				Status: http.StatusServiceUnavailable, CommandID: cmd.CommandID,
+				Detail: "the command may still be applied: retry with the same Idempotency-Key to be sure it is applied once"})
 			return
 		}
 		g.internal(w, "produce", err)

@@ -148,9 +148,10 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 
 // Run routes replies until ctx ends, and prunes expired idempotency keys hourly.
 func (g *Gateway) Run(ctx context.Context) error {
-	g.wg.Add(1)
+	g.wg.Add(2)
 	defer g.wg.Done()
-	go func() { // owned by Run's context: ends with it
+	go func() { // owned by Run: ends with its context; Close waits for it
+		defer g.wg.Done()
 		g.pruneKeys(ctx)
 		t := time.NewTicker(time.Hour)
 		defer t.Stop()

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"os"
@@ -168,9 +169,11 @@ func buildAggregator(t *testing.T) string {
 	return builtBin
 }
 
-// TestMalformedRecordsAreDeadLettered: a malformed record on the commands
-// topic and one on the events topic each land in orders.dlq with headers
-// naming the error and the source; the records after them are processed.
+// TestMalformedRecordsAreDeadLettered: hostile records on the commands topic
+// (not JSON, an unknown command type, over the size limit, no key and no
+// headers) and on the events topic (no CloudEvents headers) each land in
+// orders.dlq with headers naming the error and the source; the records after
+// them are processed.
 func TestMalformedRecordsAreDeadLettered(t *testing.T) {
 	t.Parallel()
 	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
@@ -180,8 +183,16 @@ func TestMalformedRecordsAreDeadLettered(t *testing.T) {
 		ctx := testenv.Context(t, time.Minute)
 		tp := s.topics("orders")
 		producer := k.Client(t)
+		valid := func(commandType string, value []byte) *kgo.Record {
+			return &kgo.Record{Topic: tp.Commands, Key: []byte("o-bad"), Value: value, Headers: []kgo.RecordHeader{
+				{Key: "command-id", Value: []byte(commandType)}, {Key: "command-type", Value: []byte(commandType)}}}
+		}
+		oversized := append(append([]byte(`{"pad":"`), bytes.Repeat([]byte("x"), 300<<10)...), '"', '}')
 		bad := []*kgo.Record{
 			{Topic: tp.Commands, Key: []byte("o-bad"), Value: []byte("not json")},
+			valid("orders.explode", []byte(`{}`)),     // unknown command type
+			valid("orders.add-item", oversized),       // over the size limit
+			{Topic: tp.Commands, Value: []byte(`{}`)}, // no key, no headers
 			{Topic: tp.Events, Key: []byte("o-bad"), Value: []byte(`{"orderId":"o-bad"}`),
 				Headers: []kgo.RecordHeader{{Key: "ce_type", Value: []byte("orders.created.v1")}}},
 		}
@@ -199,8 +210,8 @@ func TestMalformedRecordsAreDeadLettered(t *testing.T) {
 			}
 			sources[headerOf(r, dlq.HSourceTopic)] = true
 		}
-		if len(dead) != 2 || !sources[tp.Commands] || !sources[tp.Events] {
-			t.Fatalf("%d dead letters from %v, want one from %s and one from %s", len(dead), sources, tp.Commands, tp.Events)
+		if len(dead) != len(bad) || !sources[tp.Commands] || !sources[tp.Events] {
+			t.Fatalf("%d dead letters from %v, want %d: four from %s and one from %s", len(dead), sources, len(bad), tp.Commands, tp.Events)
 		}
 	})
 }

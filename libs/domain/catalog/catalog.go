@@ -69,7 +69,7 @@ type Upsert struct {
 
 // Definition returns the catalog aggregate for the pipeline runtime.
 func Definition() aggregate.Definition[Item] {
-	return aggregate.Definition[Item]{Name: Name, Decide: Decide, Evolve: Evolve}
+	return aggregate.Definition[Item]{Name: Name, Decide: Decide, Evolve: Evolve, CommandTypes: []string{CommandUpsert}}
 }
 
 // Decide handles cmd for the item state (nil when the item does not exist

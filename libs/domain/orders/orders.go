@@ -138,7 +138,8 @@ type Cancelled struct{}
 
 // Definition returns the order aggregate for the pipeline runtime.
 func Definition() aggregate.Definition[Order] {
-	return aggregate.Definition[Order]{Name: Name, Decide: Decide, Evolve: Evolve}
+	return aggregate.Definition[Order]{Name: Name, Decide: Decide, Evolve: Evolve,
+		CommandTypes: []string{CommandCreate, CommandAddItem, CommandRemoveItem, CommandSubmit, CommandCancel}}
 }
 
 // Decide handles cmd for the order state (nil when the order does not exist):

@@ -38,6 +38,10 @@ type Definition[S any] struct {
 	// must not block. A decision with no events and no rejection is an error.
 	// The runtime has already checked the expected version.
 	Decide func(state *S, version int64, cmd envelope.Command) Decision
+	// CommandTypes lists the command types Decide knows. A command of another
+	// type is dead-lettered (and rejected as unknown-command, so a waiting
+	// client is answered). Empty: every type goes to Decide.
+	CommandTypes []string
 	// Evolve returns the state after ev (state is nil before the first event).
 	// It must not modify state in place: the runtime keeps the old state until
 	// the transaction commits.

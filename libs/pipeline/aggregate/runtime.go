@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -332,6 +333,16 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 	if err != nil {
 		r.log.Warn("malformed command dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "err", err)
 		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
+		return
+	}
+	if len(r.def.CommandTypes) > 0 && !slices.Contains(r.def.CommandTypes, cmd.Type) {
+		err := fmt.Errorf("unknown command type %q for %s", cmd.Type, r.def.Name)
+		r.log.Warn("command of unknown type dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "type", cmd.Type)
+		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
+		if cmd.ReplyTo != "" {
+			body, _ := json.Marshal(envelope.Problem{Type: "unknown-command", Title: "unknown command type", Detail: err.Error(), CommandID: cmd.CommandID})
+			produce(envelope.EncodeReply(cmd.ReplyTo, envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Body: body}))
+		}
 		return
 	}
 	cur := r.state[rec.Partition][cmd.AggregateID]

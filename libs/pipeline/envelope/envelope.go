@@ -63,6 +63,10 @@ const (
 	ProblemJSON     = "application/problem+json"
 )
 
+// MaxCommandBytes bounds a command's value; a larger one is refused as
+// malformed (the gateway never sends more than 64 KiB of body).
+const MaxCommandBytes = 256 << 10
+
 // NoVersion means a command carries no expected version.
 const NoVersion int64 = -1
 
@@ -254,6 +258,9 @@ func DecodeCommand(r *kgo.Record) (Command, error) {
 	c.Tenant, _ = header(r, HTenant)
 	c.TraceParent, _ = header(r, HTraceParent)
 	c.IdempotencyKey, _ = header(r, HIdempotencyKey)
+	if len(r.Value) > MaxCommandBytes {
+		return c, &PayloadError{Err: fmt.Errorf("%d bytes, over the %d-byte limit", len(r.Value), MaxCommandBytes)}
+	}
 	if err := validJSON(r.Value); err != nil {
 		return c, err
 	}

@@ -88,7 +88,7 @@ bench-roundtrip: ## single-client round-trip latency (p50/p90/p99) on real Kafka
 	trap '$(LOCALINFRA) down --dir $(TEST_INFRA)' EXIT; \
 	$(LOCALINFRA) up --dir $(TEST_INFRA) --cache $(CACHE)/kafka --kafka-port $(TEST_KAFKA_PORT) --pg-port $(TEST_PG_PORT) --env-file $(TEST_INFRA)/env; \
 	set -a; . $(TEST_INFRA)/env; set +a; \
-	cd integration && $(GO) test -run '^$$' -bench BenchmarkRoundTrip -benchtime 2000x -count 1 .
+	(cd integration && $(GO) test -run '^$$' -bench BenchmarkRoundTrip -benchtime 2000x -count 1 .)
 
 infra-up: ## start Apache Kafka (9092) and PostgreSQL (15432) in the background; prints the env to use
 	@$(LOCALINFRA) up --dir $(CACHE)/infra --cache $(CACHE)/kafka --env-file $(CACHE)/infra/env

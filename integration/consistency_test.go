@@ -20,9 +20,7 @@ func TestIdempotencyKey(t *testing.T) {
 	t.Parallel()
 	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
 		t.Parallel()
-		s := startStack(t, k, stackOptions{})
-		s.seedCatalog(defaultCatalog)
-		s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
+		s := startStackWithOrder(t, k, stackOptions{})
 		add := map[string]any{"sku": "apple", "quantity": 1}
 		key := func(k string) map[string]string { return map[string]string{"Idempotency-Key": k} }
 
@@ -123,9 +121,7 @@ func TestRespondAsync(t *testing.T) {
 	t.Parallel()
 	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
 		t.Parallel()
-		s := startStack(t, k, stackOptions{})
-		s.seedCatalog(defaultCatalog)
-		s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
+		s := startStackWithOrder(t, k, stackOptions{})
 		async := map[string]string{"Prefer": "respond-async"}
 
 		r := s.callWith(0, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "pear", "quantity": 1}, async)
@@ -173,9 +169,7 @@ func TestReadYourWrites(t *testing.T) {
 	t.Parallel()
 	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
 		t.Parallel()
-		s := startStack(t, k, stackOptions{})
-		s.seedCatalog(defaultCatalog)
-		s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
+		s := startStackWithOrder(t, k, stackOptions{})
 		for i := range 10 {
 			w := s.mustCall(0, http.StatusOK, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1})
 			version := int64(w.json(t)["version"].(float64))
@@ -198,9 +192,7 @@ func TestNoLostAnswer(t *testing.T) {
 	t.Parallel()
 	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
 		t.Parallel()
-		s := startStack(t, k, stackOptions{})
-		s.seedCatalog(defaultCatalog)
-		s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
+		s := startStackWithOrder(t, k, stackOptions{})
 		s.faults.DropReplies.Store(true)
 		r := s.callWith(1, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "pear", "quantity": 2}, map[string]string{"Prefer": "wait=1"})
 		if r.Status != http.StatusOK {

@@ -183,9 +183,7 @@ func TestReplyAfterProjectorOutage(t *testing.T) {
 	t.Parallel()
 	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
 		t.Parallel()
-		s := startStack(t, k, stackOptions{replyWait: 2 * time.Second})
-		s.seedCatalog(defaultCatalog)
-		s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
+		s := startStackWithOrder(t, k, stackOptions{replyWait: 2 * time.Second})
 
 		s.stop("projector")
 		accepted := s.mustCall(1, http.StatusAccepted, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 2})
@@ -251,9 +249,7 @@ func TestBadRequests(t *testing.T) {
 // more is answered 503 with Retry-After at once, not queued.
 func TestInFlightBound(t *testing.T) {
 	t.Parallel()
-	s := startStack(t, testenv.EmbeddedKafka(t), stackOptions{gateways: 1, maxInFlight: 1, replyWait: 3 * time.Second})
-	s.seedCatalog(defaultCatalog)
-	s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
+	s := startStackWithOrder(t, testenv.EmbeddedKafka(t), stackOptions{gateways: 1, maxInFlight: 1, replyWait: 3 * time.Second})
 	s.stop("projector") // the first command now waits its whole bound
 	first := make(chan response, 1)
 	go func() {

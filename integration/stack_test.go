@@ -86,6 +86,16 @@ func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
 	return s
 }
 
+// startStackWithOrder starts a stack with the default catalog and an open
+// order "o" (version 1).
+func startStackWithOrder(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
+	t.Helper()
+	s := startStack(t, k, opts)
+	s.seedCatalog(defaultCatalog)
+	s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
+	return s
+}
+
 func (s *stack) run(name string, f func(ctx context.Context)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &component{cancel: cancel, done: make(chan struct{})}

@@ -21,6 +21,10 @@ ANSWERBACK_INFRA ?= auto
 LOCALINFRA     := $(GO) run ./deploy/local/cmd/localinfra
 CONTAINERINFRA := $(GO) run ./deploy/containers/cmd/containerinfra
 GOLANGCI_LINT_VERSION := v2.15.0
+# schemathesis (the OpenAPI fuzzer of the integration tests) lives in a
+# git-ignored virtualenv under .cache.
+SCHEMATHESIS_VERSION := 4.32.5
+SCHEMATHESIS         := $(CACHE)/venv/bin/schemathesis
 
 .PHONY: help run test test-unit test-integration fuzz chaos bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
 
@@ -61,13 +65,26 @@ test-unit: ## every module's tests except integration/, with -race
 	  (cd $$m && $(GO) test -race -count=1 ./...); \
 	done
 
-test-integration: ## the black-box tests in integration/ (real Kafka, kfake, PostgreSQL)
+test-integration: $(SCHEMATHESIS) ## the black-box tests in integration/ (real Kafka, kfake, PostgreSQL, schemathesis)
 	@echo "== go test integration"
-	@cd integration && $(GO) test -count=1 -timeout 20m ./...
+	@cd integration && SCHEMATHESIS=$(SCHEMATHESIS) $(GO) test -count=1 -timeout 20m ./...
 
-CHAOS_PHASE ?= 20s
-chaos: ## the chaos suite: services as processes, faults injected under load, invariants checked; writes docs/RELIABILITY.md
-	@cd integration && KAFKA_JARS_CACHE=$(CACHE)/kafka CHAOS_PHASE=$(CHAOS_PHASE) CHAOS_REPORT=$(CURDIR)/docs/RELIABILITY.md \
+$(SCHEMATHESIS):
+	@set -euo pipefail; \
+	if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then \
+	  if [[ $$(id -u) == 0 ]] && command -v apt-get >/dev/null; then \
+	    echo "== installing python3-venv with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	  else echo "schemathesis needs python3 with the venv module (Debian: apt-get install python3-venv)" >&2; exit 1; fi; \
+	fi; \
+	echo "== installing schemathesis $(SCHEMATHESIS_VERSION) into $(CACHE)/venv"; \
+	rm -rf $(CACHE)/venv; python3 -m venv $(CACHE)/venv; \
+	$(CACHE)/venv/bin/pip install --quiet --disable-pip-version-check schemathesis==$(SCHEMATHESIS_VERSION)
+
+CHAOS_PHASE  ?= 20s
+CHAOS_REPORT ?= $(CURDIR)/docs/RELIABILITY.md
+chaos: ## the chaos suite: services as processes, faults injected under load, invariants checked; writes CHAOS_REPORT (docs/RELIABILITY.md)
+	@cd integration && KAFKA_JARS_CACHE=$(CACHE)/kafka CHAOS_PHASE=$(CHAOS_PHASE) CHAOS_REPORT=$(CHAOS_REPORT) \
 	  $(GO) test -tags chaos -count=1 -v -timeout 30m -run TestChaos ./chaos/
 
 FUZZTIME ?= 10s

@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,7 +36,7 @@ func TestThreeNodeClusterSurvivesBrokerKill(t *testing.T) {
 	if cache == "" {
 		cache = filepath.Join(os.TempDir(), "answerback-kafka-cache")
 	}
-	base := freePortBase(t, 3)
+	base := testenv.FreeKafkaPorts(t, 3)
 	cluster, err := kafkalocal.Start(ctx, kafkalocal.Options{Dir: t.TempDir(), CacheDir: cache, Nodes: 3, Port: base})
 	if err != nil {
 		t.Fatal(err)
@@ -140,28 +138,4 @@ func waitISR(ctx context.Context, t *testing.T, adm *kadm.Client, topic string, 
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// freePortBase finds a port p such that p..p+n-1 and p+100..p+100+n-1 are free.
-func freePortBase(t *testing.T, n int) int {
-	t.Helper()
-	for attempt := range 50 {
-		base := 40000 + (os.Getpid()*7+attempt*211)%20000
-		free := true
-		for i := range n {
-			for _, p := range []int{base + i, base + 100 + i} {
-				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-				if err != nil {
-					free = false
-					continue
-				}
-				l.Close()
-			}
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatal("no free port range for a three-node cluster")
-	return 0
 }

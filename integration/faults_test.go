@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/answerback/answerback/libs/pipeline/dlq"
+	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/testenv"
 )
 
@@ -212,6 +213,61 @@ func TestMalformedRecordsAreDeadLettered(t *testing.T) {
 		}
 		if len(dead) != len(bad) || !sources[tp.Commands] || !sources[tp.Events] {
 			t.Fatalf("%d dead letters from %v, want %d: four from %s and one from %s", len(dead), sources, len(bad), tp.Commands, tp.Events)
+		}
+	})
+}
+
+// TestReplayedCommandsAreNotAppliedTwice: a command record produced again
+// (an operator's replay, a duplicating bridge) is not applied twice even
+// without an Idempotency-Key — the aggregate remembers it by command ID —
+// and a record older than the aggregate's memory (24h) goes to orders.dlq
+// as stale instead of being applied. Commands after them are processed.
+func TestReplayedCommandsAreNotAppliedTwice(t *testing.T) {
+	t.Parallel()
+	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
+		t.Parallel()
+		s := startStackWithOrder(t, k, stackOptions{})
+		tp := s.topics("orders")
+		added := s.mustCall(0, http.StatusOK, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1}).json(t)
+		var original *kgo.Record
+		for _, r := range s.readTopic(tp.Commands) {
+			if headerOf(r, envelope.HCommandID) == added["commandId"] {
+				original = r
+			}
+		}
+		if original == nil {
+			t.Fatalf("command %v not found on %s", added["commandId"], tp.Commands)
+		}
+		replay := func(sent time.Time) {
+			rec := &kgo.Record{Topic: tp.Commands, Key: original.Key, Value: original.Value, Headers: original.Headers, Timestamp: sent}
+			if err := k.Client(t).ProduceSync(testenv.Context(t, 10*time.Second), rec).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			// A command after it on the same order's partition is answered
+			// only once the replayed record has been decided.
+			s.mustCall(1, http.StatusOK, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1})
+		}
+		replay(time.Now())                      // within the window: a duplicate, nothing emitted
+		replay(time.Now().Add(-48 * time.Hour)) // older than the window: dead-lettered
+
+		events := s.eventsOf("orders", "o")
+		seen := map[string]bool{}
+		for i, ev := range events {
+			if ev.Version != int64(i+1) || seen[ev.CommandID] {
+				t.Errorf("event %d: version %d of command %s (seen before: %v)", i, ev.Version, ev.CommandID, seen[ev.CommandID])
+			}
+			seen[ev.CommandID] = true
+		}
+		if len(events) != 4 { // created, the original and two barrier commands
+			t.Errorf("%d events on o, want 4", len(events))
+		}
+		dead := s.dlqRecords(tp.DLQ)
+		if len(dead) != 1 || !strings.Contains(headerOf(dead[0], dlq.HError), "stale command") || headerOf(dead[0], dlq.HSourceTopic) != tp.Commands {
+			t.Fatalf("dead letters %d (%v), want one stale command from %s", len(dead), dead, tp.Commands)
+		}
+		status := s.mustCall(0, http.StatusOK, http.MethodGet, "/v1/commands/"+added["commandId"].(string), nil).json(t)
+		if status["status"] != "applied" {
+			t.Errorf("status of the replayed command: %v, want applied (its first outcome)", status)
 		}
 	})
 }

@@ -2,11 +2,11 @@
 
 // Package chaos runs the services as separate OS processes — two gateways
 // behind a load balancer, two aggregators, two projectors — against a real
-// Apache Kafka broker and a real PostgreSQL that it starts itself, drives a
-// steady load of order commands from many concurrent clients (many orders,
-// and hot orders many clients write at once), injects faults one phase at a
-// time, and then checks, as Jepsen's queue checkers do, that nothing was
-// lost, duplicated or reordered:
+// Apache Kafka (one broker, then a three-node cluster) and a real PostgreSQL
+// that it starts itself, drives a steady load of order commands from many
+// concurrent clients (many orders, and hot orders many clients write at
+// once), injects faults one phase at a time, and then checks, as Jepsen's
+// queue checkers do, that nothing was lost, duplicated or reordered:
 //
 //   - every command answered 2xx is applied, exactly once (one event carries
 //     its command ID on the events topic);
@@ -15,32 +15,114 @@
 //   - no request hangs: each ends in 2xx, 202, 4xx, or 502/503 while a
 //     dependency is down, within the client's bound;
 //   - the system recovers by itself: the time from each fault's end to the
-//     next successful round trip is measured.
+//     next round trip that starts and succeeds after it is measured, and
+//     must stay under recoveryBound.
 //
-// Run it with `make chaos` (CHAOS_PHASE sets each phase's length); with
-// CHAOS_REPORT set it writes the table of results to that file.
+// Run it with `make chaos` (CHAOS_PHASE sets each phase's length,
+// CHAOS_FAULTS picks faults by name); with CHAOS_REPORT set it writes the
+// tables of results to that file.
 package chaos
 
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/answerback/answerback/deploy/local/kafkalocal"
 	"github.com/answerback/answerback/deploy/local/pglocal"
 	"github.com/answerback/answerback/libs/testenv"
 )
 
-// fault is one phase of the run: inject breaks something at the start of
-// the phase, recover mends it a few seconds later.
+// recoveryBound is how long the system may take, after a fault ends, to
+// answer a new command again.
+const recoveryBound = 60 * time.Second
+
+// fault is one phase of the run: inject breaks something at a random moment
+// of the phase, recover mends it downFor later; repeat times per phase.
 type fault struct {
 	name    string
+	repeat  int // 0 means once
 	inject  func()
 	recover func()
+}
+
+// stack is what a scenario runs: the infrastructure and the service processes.
+type stack struct {
+	t                                 *testing.T
+	ctx                               context.Context
+	broker                            *kafkalocal.Cluster
+	pgDir                             string
+	pgPort                            int
+	pg                                *pglocal.Server
+	gateways, aggregators, projectors []*proc
+	extraAggregator, extraProjector   *proc
+	downFor                           time.Duration
+}
+
+// scenario is one infrastructure setup and the faults injected into it.
+type scenario struct {
+	name       string
+	kafkaNodes int
+	faults     func(s *stack) []fault
+}
+
+var scenarios = []scenario{
+	{name: "one Kafka broker", kafkaNodes: 1, faults: func(s *stack) []fault {
+		t := s.t
+		return []fault{
+			{name: "SIGKILL gateway-1 ×2", repeat: 2, inject: s.gateways[0].kill, recover: func() { s.gateways[0].start(t) }},
+			{name: "SIGKILL aggregator-1 ×2", repeat: 2, inject: s.aggregators[0].kill, recover: func() { s.aggregators[0].start(t) }},
+			{name: "SIGKILL projector-1 ×2", repeat: 2, inject: s.projectors[0].kill, recover: func() { s.projectors[0].start(t) }},
+			{name: "SIGKILL both aggregators", inject: func() { s.aggregators[0].kill(); s.aggregators[1].kill() },
+				recover: func() { s.aggregators[0].start(t); s.aggregators[1].start(t) }},
+			{name: "Kafka broker SIGKILL and restart", inject: func() { _ = s.broker.Kill(1) }, recover: func() {
+				if err := s.broker.Restart(s.ctx, 1); err != nil {
+					t.Errorf("broker restart: %v", err)
+				}
+			}},
+			{name: "PostgreSQL restart", inject: func() { _ = s.pg.Stop(s.ctx) }, recover: func() {
+				pg, err := pglocal.Start(s.ctx, pglocal.Options{Dir: s.pgDir, Port: s.pgPort, Durable: true})
+				if err != nil {
+					t.Errorf("postgres restart: %v", err)
+					return
+				}
+				s.pg = pg
+			}},
+			{name: "rebalance storm (instances join and leave)", inject: func() {
+				for range 3 {
+					s.extraAggregator.start(t)
+					s.extraProjector.start(t)
+					time.Sleep(s.downFor / 6)
+					s.extraAggregator.stop()
+					s.extraProjector.stop()
+				}
+			}, recover: func() {}},
+		}
+	}},
+	{name: "three-node Kafka cluster (RF 3, min.insync.replicas 2)", kafkaNodes: 3, faults: func(s *stack) []fault {
+		var killed int
+		return []fault{{
+			name: "SIGKILL the leader of orders.commands/0 and restart it",
+			inject: func() {
+				killed = s.partitionLeader("orders.commands", 0)
+				s.t.Logf("killing Kafka node %d", killed)
+				_ = s.broker.Kill(killed)
+			},
+			recover: func() {
+				if err := s.broker.Restart(s.ctx, killed); err != nil {
+					s.t.Errorf("restart of node %d: %v", killed, err)
+				}
+			},
+		}}
+	}},
 }
 
 func TestChaos(t *testing.T) {
@@ -50,15 +132,33 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	phase := envDuration("CHAOS_PHASE", 20*time.Second)
-	downFor := phase / 4
+	only := os.Getenv("CHAOS_FAULTS") // comma-separated substrings of fault names; empty: all
+	var reports []string
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			reports = append(reports, runScenario(t, sc, phase, only))
+		})
+	}
+	report := header(phase) + strings.Join(reports, "\n")
+	t.Log("\n" + report)
+	if path := os.Getenv("CHAOS_REPORT"); path != "" {
+		if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
+			t.Errorf("writing the report: %v", err)
+		}
+	}
+}
+
+// runScenario starts the stack of sc, runs the baseline and every selected
+// fault under load, checks the invariants and returns the report's section.
+func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) string {
 	ctx := context.Background()
-	// The services' logs stay behind when the run fails.
+	// The services' logs stay behind when the run fails or CHAOS_KEEP_LOGS is set.
 	work, err := os.MkdirTemp("", "answerback-chaos")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if !t.Failed() {
+		if !t.Failed() && os.Getenv("CHAOS_KEEP_LOGS") == "" {
 			_ = os.RemoveAll(work)
 		}
 	})
@@ -66,22 +166,20 @@ func TestChaos(t *testing.T) {
 	if cache == "" {
 		cache = filepath.Join(os.TempDir(), "answerback-kafka-cache")
 	}
-
-	broker, err := kafkalocal.Start(ctx, kafkalocal.Options{Dir: filepath.Join(work, "kafka"), CacheDir: cache, Port: freePortPair(t)})
+	s := &stack{t: t, ctx: ctx, pgDir: filepath.Join(work, "postgres"), pgPort: testenv.FreePort(t), downFor: phase / 4}
+	s.broker, err = kafkalocal.Start(ctx, kafkalocal.Options{Dir: filepath.Join(work, "kafka"), CacheDir: cache, Nodes: sc.kafkaNodes, Port: testenv.FreeKafkaPorts(t, sc.kafkaNodes)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = broker.Stop() })
-	pgDir := filepath.Join(work, "postgres")
-	pgPort := freePort(t)
-	pg, err := pglocal.Start(ctx, pglocal.Options{Dir: pgDir, Port: pgPort, Durable: true})
+	t.Cleanup(func() { _ = s.broker.Stop() })
+	s.pg, err = pglocal.Start(ctx, pglocal.Options{Dir: s.pgDir, Port: s.pgPort, Durable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = pg.Stop(context.Background()) })
-	brokers := strings.Join(broker.Seeds(), ",")
-	dsn := pg.DSN("postgres")
-	t.Logf("Apache Kafka %s at %s, PostgreSQL at %s", broker.Version(), brokers, dsn)
+	t.Cleanup(func() { _ = s.pg.Stop(context.Background()) })
+	brokers := strings.Join(s.broker.Seeds(), ",")
+	dsn := s.pg.DSN("postgres")
+	t.Logf("Apache Kafka %s at %s, PostgreSQL at %s", s.broker.Version(), brokers, dsn)
 
 	bin := buildServices(t)
 	common := []string{"KAFKA_BROKERS=" + brokers, "DATABASE_URL=" + dsn, "LOG_LEVEL=warn"}
@@ -89,27 +187,28 @@ func TestChaos(t *testing.T) {
 		return &proc{name: name, bin: filepath.Join(bin, svc), env: append(append([]string{}, common...), env...), log: filepath.Join(work, name+".log")}
 	}
 	var gatewayAddrs []string
-	var gateways, aggregators, projectors []*proc
 	for i := 1; i <= 2; i++ {
-		addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 		gatewayAddrs = append(gatewayAddrs, addr)
-		gateways = append(gateways, newProc(fmt.Sprintf("gateway-%d", i), "gateway", "HTTP_ADDR="+addr, fmt.Sprintf("INSTANCE_ID=chaos-gw%d", i), "REPLY_WAIT=3s"))
-		aggregators = append(aggregators, newProc(fmt.Sprintf("aggregator-%d", i), "aggregator", fmt.Sprintf("INSTANCE_ID=chaos-agg%d", i)))
-		projectors = append(projectors, newProc(fmt.Sprintf("projector-%d", i), "projector"))
+		s.gateways = append(s.gateways, newProc(fmt.Sprintf("gateway-%d", i), "gateway", "HTTP_ADDR="+addr, fmt.Sprintf("INSTANCE_ID=chaos-gw%d", i), "REPLY_WAIT=3s"))
+		s.aggregators = append(s.aggregators, newProc(fmt.Sprintf("aggregator-%d", i), "aggregator", fmt.Sprintf("INSTANCE_ID=chaos-agg%d", i)))
+		s.projectors = append(s.projectors, newProc(fmt.Sprintf("projector-%d", i), "projector"))
 	}
-	extraAggregator := newProc("aggregator-3", "aggregator", "INSTANCE_ID=chaos-agg3")
-	extraProjector := newProc("projector-3", "projector")
-	all := append(append(append([]*proc{}, gateways...), aggregators...), projectors...)
+	s.extraAggregator = newProc("aggregator-3", "aggregator", "INSTANCE_ID=chaos-agg3")
+	s.extraProjector = newProc("projector-3", "projector")
+	all := append(append(append([]*proc{}, s.gateways...), s.aggregators...), s.projectors...)
 	// Projectors first: they migrate the schema the gateways read.
-	for _, p := range append(append(projectors, aggregators...), gateways...) {
+	for _, p := range append(append(append([]*proc{}, s.projectors...), s.aggregators...), s.gateways...) {
 		p.start(t)
 	}
 	t.Cleanup(func() {
-		for _, p := range append(all, extraAggregator, extraProjector) {
+		for _, p := range append(all, s.extraAggregator, s.extraProjector) {
 			p.stop()
 		}
-		if t.Failed() {
+		if t.Failed() || os.Getenv("CHAOS_KEEP_LOGS") != "" {
 			t.Logf("service logs are in %s", work)
+		}
+		if t.Failed() {
 			for _, p := range all {
 				if b, err := os.ReadFile(p.log); err == nil && len(b) > 0 {
 					t.Logf("--- %s (last 2000 bytes)\n%s", p.name, tail(b, 2000))
@@ -123,53 +222,38 @@ func TestChaos(t *testing.T) {
 	c.waitReady(90 * time.Second)
 	c.seed()
 
-	faults := []fault{
-		{name: "none (baseline)"},
-		{name: "SIGKILL gateway-1", inject: gateways[0].kill, recover: func() { gateways[0].start(t) }},
-		{name: "SIGKILL aggregator-1", inject: aggregators[0].kill, recover: func() { aggregators[0].start(t) }},
-		{name: "SIGKILL projector-1", inject: projectors[0].kill, recover: func() { projectors[0].start(t) }},
-		{name: "SIGKILL both aggregators", inject: func() { aggregators[0].kill(); aggregators[1].kill() },
-			recover: func() { aggregators[0].start(t); aggregators[1].start(t) }},
-		{name: "Kafka broker SIGKILL and restart", inject: func() { _ = broker.Kill(1) }, recover: func() {
-			if err := broker.Restart(ctx, 1); err != nil {
-				t.Errorf("broker restart: %v", err)
-			}
-		}},
-		{name: "PostgreSQL restart", inject: func() { _ = pg.Stop(ctx) }, recover: func() {
-			if _, err := pglocal.Start(ctx, pglocal.Options{Dir: pgDir, Port: pgPort, Durable: true}); err != nil {
-				t.Errorf("postgres restart: %v", err)
-			}
-		}},
-		{name: "rebalance storm (instances join and leave)", inject: func() {
-			for range 3 {
-				extraAggregator.start(t)
-				extraProjector.start(t)
-				time.Sleep(downFor / 6)
-				extraAggregator.stop()
-				extraProjector.stop()
-			}
-		}, recover: func() {}},
-	}
-
-	c.fault = faults[0].name // the load starts in the baseline phase
+	faults := append([]fault{{name: "none (baseline)"}}, sc.faults(s)...)
+	c.setPhase(faults[0].name) // the load starts in the baseline phase
 	load := c.startLoad(16)
-	only := os.Getenv("CHAOS_FAULTS") // comma-separated substrings of fault names; empty: all
 	for _, f := range faults {
 		if f.inject != nil && only != "" && !matchesAny(f.name, strings.Split(only, ",")) {
 			continue
 		}
-		c.phase(f, phase, downFor)
+		c.phase(f, phase, s.downFor)
 	}
 	load.stop()
 	c.settle(2 * time.Minute)
-	results := c.check()
-	report := c.report(results, phase)
-	t.Log("\n" + report)
-	if path := os.Getenv("CHAOS_REPORT"); path != "" {
-		if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
-			t.Errorf("writing the report: %v", err)
-		}
+	return c.report(sc.name, c.check())
+}
+
+// partitionLeader returns the node that leads topic's partition.
+func (s *stack) partitionLeader(topic string, partition int32) int {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(s.broker.Seeds()...))
+	if err != nil {
+		s.t.Fatal(err)
 	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	defer cancel()
+	details, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		s.t.Fatalf("metadata of %s: %v", topic, err)
+	}
+	p, ok := details[topic].Partitions[partition]
+	if !ok {
+		s.t.Fatalf("%s has no partition %d", topic, partition)
+	}
+	return int(p.Leader)
 }
 
 func matchesAny(name string, subs []string) bool {
@@ -193,4 +277,12 @@ func tail(b []byte, n int) []byte {
 		return b[len(b)-n:]
 	}
 	return b
+}
+
+// randomDelay is a random moment within the first part of a slot.
+func randomDelay(slot time.Duration) time.Duration {
+	if slot <= 0 {
+		return 0
+	}
+	return rand.N(slot)
 }

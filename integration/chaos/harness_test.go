@@ -102,17 +102,6 @@ func buildServices(t *testing.T) string {
 	return binDir
 }
 
-// freePort returns a loopback port nobody listens on now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // balancer is the load balancer in front of the gateways: round robin, and
 // a request whose gateway cannot be reached is tried on the next one (the
 // requests of this suite carry an Idempotency-Key, so that is safe).

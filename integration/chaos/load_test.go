@@ -41,26 +41,43 @@ type outcome struct {
 	version   int64
 	attempts  int
 	hung      bool // a request ran into the client timeout
-	at        time.Time
+	start, at time.Time
 }
 
 type cluster struct {
-	t    *testing.T
-	base string
-	http *http.Client
+	t       *testing.T
+	base    string
+	http    *http.Client
+	brokers string
 
 	mu       sync.Mutex
 	fault    string
 	outcomes []outcome
-	// recovered: per fault, when its recovery ended and when the next 2xx came
-	recoveredAt map[string]time.Time
-	firstOK     map[string]time.Time
-	brokers     string
+	// awaiting is set while a phase waits for the first round trip that
+	// starts after its fault was mended; record closes it.
+	awaiting *recoveryWait
+	// recovery: per fault, the longest time from a fault's end to the next
+	// successful round trip, and whether every repetition recovered.
+	recovery  map[string]time.Duration
+	recovered map[string]bool
+}
+
+// recoveryWait is one wait for the system to answer again after a fault.
+type recoveryWait struct {
+	since time.Time
+	at    time.Time // the first 2xx round trip that started after since
+	done  chan struct{}
 }
 
 func newCluster(t *testing.T, base string) *cluster {
 	return &cluster{t: t, base: base, http: &http.Client{Timeout: clientTimeout},
-		recoveredAt: map[string]time.Time{}, firstOK: map[string]time.Time{}}
+		recovery: map[string]time.Duration{}, recovered: map[string]bool{}}
+}
+
+func (c *cluster) setPhase(name string) {
+	c.mu.Lock()
+	c.fault = name
+	c.mu.Unlock()
 }
 
 func (c *cluster) do(method, path string, body any, headers map[string]string) (int, map[string]any, error) {
@@ -101,21 +118,29 @@ func (c *cluster) waitReady(bound time.Duration) {
 
 func orderID(i int) string { return fmt.Sprintf("order-%d", i) }
 
-// seed creates the catalog and the orders.
+// seed creates the catalog and the orders, retrying each with its key while
+// the stack still starts (topics being created answer 503).
 func (c *cluster) seed() {
 	for _, sku := range []string{"apple", "pear", "plum"} {
-		status, body, err := c.do(http.MethodPut, "/v1/catalog/"+sku, map[string]any{"name": sku, "unitPrice": 100, "stock": 1_000_000, "maxPerOrder": 1000, "active": true},
-			map[string]string{"Idempotency-Key": "seed-" + sku, "Prefer": "wait=20"})
-		if err != nil || status != http.StatusOK {
-			c.t.Fatalf("seeding %s: %d %v %v", sku, status, body, err)
-		}
+		c.seedOne(http.MethodPut, "/v1/catalog/"+sku, map[string]any{"name": sku, "unitPrice": 100, "stock": 1_000_000, "maxPerOrder": 1000, "active": true},
+			"seed-"+sku, http.StatusOK)
 	}
 	for i := range spreadOrders + hotOrders {
-		status, body, err := c.do(http.MethodPost, "/v1/orders", map[string]any{"id": orderID(i), "customerId": "chaos"},
-			map[string]string{"Idempotency-Key": "create-" + orderID(i), "Prefer": "wait=20"})
-		if err != nil || status != http.StatusCreated {
-			c.t.Fatalf("creating %s: %d %v %v", orderID(i), status, body, err)
+		c.seedOne(http.MethodPost, "/v1/orders", map[string]any{"id": orderID(i), "customerId": "chaos"}, "create-"+orderID(i), http.StatusCreated)
+	}
+}
+
+func (c *cluster) seedOne(method, path string, body any, key string, want int) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		status, resp, err := c.do(method, path, body, map[string]string{"Idempotency-Key": key, "Prefer": "wait=20"})
+		if err == nil && status == want {
+			return
 		}
+		if time.Now().After(deadline) || (err == nil && status != http.StatusServiceUnavailable && status != http.StatusBadGateway) {
+			c.t.Fatalf("seeding %s %s: %d %v %v", method, path, status, resp, err)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 
@@ -152,7 +177,7 @@ func (c *cluster) startLoad(n int) loadHandle {
 // Idempotency-Key, retried with the same key on 502, 503 and transport errors.
 func (c *cluster) command(order, sku string) outcome {
 	c.mu.Lock()
-	o := outcome{fault: c.fault, order: order}
+	o := outcome{fault: c.fault, order: order, start: time.Now()}
 	c.mu.Unlock()
 	key := uuid.NewString()
 	for o.attempts < retryBudget {
@@ -189,31 +214,52 @@ func (c *cluster) record(o outcome) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.outcomes = append(c.outcomes, o)
-	if o.status >= 200 && o.status < 300 && o.status != http.StatusAccepted {
-		if rec, ok := c.recoveredAt[o.fault]; ok && o.at.After(rec) {
-			if _, seen := c.firstOK[o.fault]; !seen {
-				c.firstOK[o.fault] = o.at
-			}
-		}
+	if w := c.awaiting; w != nil && o.status >= 200 && o.status < 300 && o.status != http.StatusAccepted && !o.start.Before(w.since) {
+		w.at = o.at
+		close(w.done)
+		c.awaiting = nil
 	}
 }
 
-// phase runs one fault under load: inject at the start, recover after downFor.
+// phase runs one fault under load: repeat times, at a random moment of its
+// slot, inject it, mend it downFor later and wait (up to recoveryBound) for
+// the first round trip that starts after that and succeeds. The phase lasts
+// at least length.
 func (c *cluster) phase(f fault, length, downFor time.Duration) {
-	c.mu.Lock()
-	c.fault = f.name
-	c.mu.Unlock()
+	c.setPhase(f.name)
 	c.t.Logf("phase: %s", f.name)
 	start := time.Now()
-	if f.inject != nil {
-		f.inject()
-		time.Sleep(max(0, downFor-time.Since(start)))
-		f.recover()
+	repeat := max(f.repeat, 1)
+	slot := length / time.Duration(repeat)
+	for i := range repeat {
+		slotStart := start.Add(time.Duration(i) * slot)
+		time.Sleep(time.Until(slotStart.Add(randomDelay(slot / 4))))
+		if f.inject != nil {
+			f.inject()
+			time.Sleep(downFor)
+			f.recover()
+		}
+		w := &recoveryWait{since: time.Now(), done: make(chan struct{})}
+		c.mu.Lock()
+		c.awaiting = w
+		c.mu.Unlock()
+		select {
+		case <-w.done:
+			c.mu.Lock()
+			c.recovery[f.name] = max(c.recovery[f.name], w.at.Sub(w.since))
+			if _, seen := c.recovered[f.name]; !seen {
+				c.recovered[f.name] = true
+			}
+			c.mu.Unlock()
+		case <-time.After(recoveryBound):
+			c.mu.Lock()
+			c.awaiting = nil
+			c.recovered[f.name] = false
+			c.mu.Unlock()
+			c.t.Errorf("phase %q: no round trip succeeded within %s of the fault's end", f.name, recoveryBound)
+		}
 	}
-	c.mu.Lock()
-	c.recoveredAt[f.name] = time.Now()
-	c.mu.Unlock()
-	time.Sleep(max(0, length-time.Since(start)))
+	time.Sleep(time.Until(start.Add(length)))
 }
 
 // settle waits until every 202 has a final status (or the bound runs out).
@@ -315,19 +361,14 @@ func (c *cluster) check() results {
 			r.failed++
 		}
 	}
+	c.mu.Lock()
 	for fault, r := range res.byFault {
-		if rec, ok := c.recoveredAt[fault]; ok {
-			if first, ok := c.firstOK[fault]; ok {
-				r.recovery, r.recovered = first.Sub(rec), true
-			}
-		}
-		if !r.recovered && r.ok > 0 {
-			c.t.Errorf("phase %q: no successful round trip after the fault ended", fault)
-		}
+		r.recovery, r.recovered = c.recovery[fault], c.recovered[fault]
 		if r.hung > 0 {
 			c.t.Errorf("phase %q: %d requests ran into the client's %s bound", fault, r.hung, clientTimeout)
 		}
 	}
+	c.mu.Unlock()
 	for _, e := range res.versionErrors {
 		c.t.Errorf("event versions not contiguous: %s", e)
 	}
@@ -362,12 +403,22 @@ func (c *cluster) readEvents() []envelope.Event {
 	}
 }
 
-// report renders the results as the Markdown of docs/RELIABILITY.md.
-func (c *cluster) report(res results, phase time.Duration) string {
+// header is the top of docs/RELIABILITY.md: what ran, and how.
+func header(phase time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Reliability\n\nWritten by `make chaos` (integration/chaos) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(&b, "Setup: two gateways behind a load balancer, two aggregators, two projectors, each a separate OS process; one Apache Kafka broker and one PostgreSQL, real, on this machine (2 cores). Load: 16 clients sending add-item commands back to back with an Idempotency-Key, retried with the same key on 502/503/transport errors (at most %d attempts), `Prefer: wait=3`, client timeout %s; %d orders plus %d hot orders written by every client. Each fault phase lasts %s; the fault is mended after %s.\n\n",
-		retryBudget, clientTimeout, spreadOrders, hotOrders, phase, phase/4)
+	fmt.Fprintf(&b, "Setup: two gateways behind a load balancer, two aggregators, two projectors, each a separate OS process; Apache Kafka (one broker, then a three-node cluster) and one PostgreSQL, real, on this machine (2 cores). "+
+		"Load: 16 clients sending add-item commands back to back with an Idempotency-Key, retried with the same key on 502/503/transport errors (at most %d attempts), `Prefer: wait=3`, client timeout %s; %d orders plus %d hot orders written by every client. "+
+		"Each fault phase lasts at least %s; a fault marked ×2 is injected twice, each time at a random moment of its half of the phase, and mended %s later; the phase then waits (at most %s) for the next round trip to succeed.\n\n",
+		retryBudget, clientTimeout, spreadOrders, hotOrders, phase, phase/4, recoveryBound)
+	b.WriteString("Invariants checked after the load stopped and every 202 settled: every 2xx command has exactly one event (*lost*/*duplicated*); every 202 reached a final status (*lost*); every order's event versions are 1..n; no command ID has two events; no request ran into the client's bound (*hung*). *failed* counts commands whose every attempt met a transport error or 5xx; *recovery* is the longest time from a fault's end to the next round trip that started after it and succeeded.\n")
+	return b.String()
+}
+
+// report renders one scenario's results as a section of docs/RELIABILITY.md.
+func (c *cluster) report(scenario string, res results) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## %s\n\n", scenario)
 	b.WriteString("| fault | requests | 2xx | 202 | 4xx | 5xx | failed | lost | duplicated | hung | recovery |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var faults []string
 	for f := range res.byFault {
@@ -382,30 +433,8 @@ func (c *cluster) report(res results, phase time.Duration) string {
 		}
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n", f, r.requests, r.ok, r.accepted, r.client4xx, r.server5xx, r.failed, r.lost, r.duplicated, r.hung, rec)
 	}
-	fmt.Fprintf(&b, "\nInvariants checked after the load stopped and every 202 settled: every 2xx command has exactly one event (lost/duplicated above); every 202 reached a final status (lost); every order's event versions are 1..n (%d violations); no command ID has two events (%d). *failed* counts commands whose every attempt met a transport error or 5xx; *recovery* is the time from the fault's end to the next successful round trip.\n",
-		len(res.versionErrors), res.duplicatedCommandIDs)
+	fmt.Fprintf(&b, "\nEvent versions not 1..n: %d orders. Command IDs with more than one event: %d.\n", len(res.versionErrors), res.duplicatedCommandIDs)
 	return b.String()
 }
 
 func lookPath(name string) (string, error) { return exec.LookPath(name) }
-
-// freePortPair finds p with p and p+100 free (a broker's client and controller ports).
-func freePortPair(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		p := 20000 + rand.IntN(20000)
-		a, errA := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		b, errB := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+100))
-		if a != nil {
-			a.Close()
-		}
-		if b != nil {
-			b.Close()
-		}
-		if errA == nil && errB == nil {
-			return p
-		}
-	}
-	t.Fatal("no free port pair")
-	return 0
-}

@@ -43,6 +43,11 @@ const (
 	MaxNameLength = 200
 	// MaxSKULength is the longest SKU (aggregate ID), in bytes.
 	MaxSKULength = 100
+	// MaxUnitPrice is the highest unit price, in minor units: with the
+	// orders' line limits, an order's total stays far inside int64.
+	MaxUnitPrice = 1_000_000_000_000
+	// MaxCount bounds stock and maxPerOrder.
+	MaxCount = 1_000_000_000_000
 )
 
 // Item is the state of a catalog item, and the data of EventItemUpserted.
@@ -55,6 +60,9 @@ type Item struct {
 	MaxPerOrder int64  `json:"maxPerOrder"` // most units one order may hold
 	Active      bool   `json:"active"`      // inactive items cannot be ordered
 }
+
+// requiredUpsertFields are the members an Upsert must carry.
+var requiredUpsertFields = []string{"name", "unitPrice", "stock", "maxPerOrder"}
 
 // Upsert is the data of CommandUpsert. Currency may be omitted (DefaultCurrency);
 // an omitted Active means inactive.
@@ -75,7 +83,7 @@ func Definition() aggregate.Definition[Item] {
 // Decide handles cmd for the item state (nil when the item does not exist
 // yet). CommandUpsert is rejected with ProblemInvalidItem when its data is
 // not an Upsert or fails validation (name 1..MaxNameLength characters,
-// unitPrice ≥ 0, stock ≥ 0, maxPerOrder ≥ 1, currency three upper-case
+// unitPrice 0..MaxUnitPrice, stock 0..MaxCount, maxPerOrder 1..MaxCount, currency three upper-case
 // letters, SKU 1..MaxSKULength bytes); otherwise it emits EventItemUpserted
 // with the full item. Other command types are rejected with
 // ProblemUnknownCommand. Decide never modifies state.
@@ -88,6 +96,14 @@ func Decide(state *Item, version int64, cmd envelope.Command) aggregate.Decision
 	if err := json.Unmarshal(nonEmpty(cmd.Data), &u); err != nil {
 		return invalid("the command data is not a valid item: %v", err)
 	}
+	// A PUT replaces the whole item: a missing price or stock must not read as 0.
+	var present map[string]json.RawMessage
+	_ = json.Unmarshal(cmd.Data, &present) // it decoded into u: it is an object
+	for _, field := range requiredUpsertFields {
+		if _, ok := present[field]; !ok {
+			return invalid("%s is required", field)
+		}
+	}
 	if u.Currency == "" {
 		u.Currency = DefaultCurrency
 	}
@@ -98,12 +114,12 @@ func Decide(state *Item, version int64, cmd envelope.Command) aggregate.Decision
 		return invalid("the name must not be empty")
 	case n > MaxNameLength:
 		return invalid("the name has %d characters; at most %d are allowed", n, MaxNameLength)
-	case u.UnitPrice < 0:
-		return invalid("the unit price must not be negative, got %d", u.UnitPrice)
-	case u.Stock < 0:
-		return invalid("the stock must not be negative, got %d", u.Stock)
-	case u.MaxPerOrder < 1:
-		return invalid("maxPerOrder must be at least 1, got %d", u.MaxPerOrder)
+	case u.UnitPrice < 0 || u.UnitPrice > MaxUnitPrice:
+		return invalid("the unit price must be 0 to %d, got %d", int64(MaxUnitPrice), u.UnitPrice)
+	case u.Stock < 0 || u.Stock > MaxCount:
+		return invalid("the stock must be 0 to %d, got %d", int64(MaxCount), u.Stock)
+	case u.MaxPerOrder < 1 || u.MaxPerOrder > MaxCount:
+		return invalid("maxPerOrder must be 1 to %d, got %d", int64(MaxCount), u.MaxPerOrder)
 	case !ValidCurrency(u.Currency):
 		return invalid("the currency must be three upper-case letters (ISO 4217), got %q", u.Currency)
 	}

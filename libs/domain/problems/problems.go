@@ -32,17 +32,20 @@ const (
 	InvalidCommand = "invalid-command"
 	// UnknownCommand: the aggregate does not know the command type.
 	UnknownCommand = "unknown-command"
+	// StaleCommand: the command's record is older than what its aggregate
+	// remembers, so it may have been applied already; it was dead-lettered.
+	StaleCommand = "stale-command"
 )
 
 // HTTPStatus returns the HTTP status for problemType: 404 for a missing
-// order, 409 for state conflicts, 412 for a version mismatch, 422 for
+// order, 409 for state conflicts and stale commands, 412 for a version mismatch, 422 for
 // commands that are well-formed requests but invalid, 400 for an unknown
 // command type, and 500 for any type it does not know.
 func HTTPStatus(problemType string) int {
 	switch problemType {
 	case OrderNotFound:
 		return http.StatusNotFound
-	case OrderExists, OrderNotOpen:
+	case OrderExists, OrderNotOpen, StaleCommand:
 		return http.StatusConflict
 	case VersionMismatch:
 		return http.StatusPreconditionFailed

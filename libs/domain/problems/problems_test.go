@@ -16,6 +16,7 @@ func TestHTTPStatus(t *testing.T) {
 		InvalidItem:        422,
 		InvalidCommand:     422,
 		UnknownCommand:     400,
+		StaleCommand:       409,
 		"":                 500,
 		"something-else":   500,
 	} {

@@ -90,7 +90,7 @@ func (r *Runtime[S]) loadPartition(ctx context.Context, p int32) (map[string]ent
 				badSnapshot = fmt.Errorf("unreadable snapshot of %s at %s/%d@%d: %w", rec.Key, topic, p, rec.Offset, err)
 				return
 			}
-			state[string(rec.Key)] = entry[S]{state: snap.State, version: snap.Version, keys: snap.Keys}
+			state[string(rec.Key)] = entry[S]{state: snap.State, version: snap.Version, keys: snap.Keys, forgotten: snap.Forgotten}
 		})
 		if badSnapshot != nil {
 			return nil, badSnapshot

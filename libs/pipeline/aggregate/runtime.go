@@ -44,9 +44,17 @@ type Config struct {
 	// TransactionTimeout bounds how long a crashed instance's open
 	// transaction blocks its partitions; default 10s.
 	TransactionTimeout time.Duration
-	// IdempotencyWindow is how long an aggregate remembers an idempotency
-	// key, so that a retry returns the first outcome; default 24h.
+	// IdempotencyWindow is how long an aggregate remembers a command (by its
+	// idempotency key, else its command ID), so that a retry or a replayed
+	// record returns the first outcome and emits nothing; default 24h. A
+	// command record older than the window is dead-lettered as stale: it can
+	// no longer be told from one already applied.
 	IdempotencyWindow time.Duration
+	// MaxRemembered bounds the commands an aggregate remembers (its snapshot
+	// carries them); default 256. When a busy aggregate forgets commands
+	// before the window ends, records sent before the newest forgotten one
+	// are dead-lettered as stale too.
+	MaxRemembered int
 	// ShutdownDrain is how long a shutdown waits for the batch in hand to
 	// commit; default twice TransactionTimeout. Negative: abort it at once, as
 	// a crash would (its commands are decided again by the next owner).
@@ -68,6 +76,9 @@ func (c *Config) setDefaults(domain string) {
 	}
 	if c.IdempotencyWindow == 0 {
 		c.IdempotencyWindow = 24 * time.Hour
+	}
+	if c.MaxRemembered == 0 {
+		c.MaxRemembered = 256
 	}
 	if c.ShutdownDrain == 0 {
 		c.ShutdownDrain = 2 * c.TransactionTimeout
@@ -92,31 +103,59 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// entry is an aggregate's state and version, and the idempotency keys of
-// the commands it decided recently. An entry is never modified in place.
+// entry is an aggregate's state and version, and the commands it decided
+// recently. An entry is never modified in place.
 type entry[S any] struct {
 	state   *S
 	version int64
 	keys    map[string]keyRecord
+	// forgotten is the newest send time among the commands forgotten before
+	// their window ended: a record sent at or before it may be one of them.
+	forgotten time.Time
 }
 
-// keyRecord is what an aggregate remembers of a command with an idempotency key.
+// keyRecord is what an aggregate remembers of a command, under its
+// idempotency key or, without one, its command ID (see dedupeKey).
 type keyRecord struct {
 	CommandID string          `json:"commandId"`
 	Version   int64           `json:"version"`             // the aggregate's version after it
 	Rejection json.RawMessage `json:"rejection,omitempty"` // its problem, when it was rejected
-	At        time.Time       `json:"at"`
+	At        time.Time       `json:"at"`                  // when it was decided
+	Sent      time.Time       `json:"sent,omitzero"`       // its record's timestamp
 }
 
-// withKey returns e remembering key, and forgetting keys older than window.
-func (e entry[S]) withKey(key string, rec keyRecord, window time.Duration) entry[S] {
-	keys := make(map[string]keyRecord, len(e.keys)+1)
+// dedupeKey is the key a command is remembered under: its idempotency key,
+// else its command ID behind a space, which no idempotency key contains.
+func dedupeKey(cmd envelope.Command) string {
+	if cmd.IdempotencyKey != "" {
+		return cmd.IdempotencyKey
+	}
+	return "command " + cmd.CommandID
+}
+
+// withKey returns e remembering key: it forgets commands decided longer than
+// window ago, and the oldest ones beyond limit.
+func (e entry[S]) withKey(key string, rec keyRecord, window time.Duration, limit int) entry[S] {
+	keys := make(map[string]keyRecord, min(len(e.keys)+1, limit))
 	for k, v := range e.keys {
 		if rec.At.Sub(v.At) < window {
 			keys[k] = v
 		}
 	}
 	keys[key] = rec
+	if over := len(keys) - limit; over > 0 {
+		byAge := make([]string, 0, len(keys))
+		for k := range keys {
+			byAge = append(byAge, k)
+		}
+		slices.SortFunc(byAge, func(a, b string) int { return keys[a].Sent.Compare(keys[b].Sent) })
+		for _, k := range byAge[:over] {
+			if keys[k].Sent.After(e.forgotten) {
+				e.forgotten = keys[k].Sent
+			}
+			delete(keys, k)
+		}
+	}
 	e.keys = keys
 	return e
 }
@@ -129,9 +168,10 @@ type pendingEntry[S any] struct {
 
 // snapshot is the value of a record on the snapshots topic.
 type snapshot[S any] struct {
-	Version int64                `json:"version"`
-	State   *S                   `json:"state"`
-	Keys    map[string]keyRecord `json:"keys,omitempty"`
+	Version   int64                `json:"version"`
+	State     *S                   `json:"state"`
+	Keys      map[string]keyRecord `json:"keys,omitempty"`
+	Forgotten time.Time            `json:"forgotten,omitzero"`
 }
 
 // Runtime runs one aggregate type. Run it once; it is not reusable.
@@ -350,15 +390,29 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 		cur = p.entry
 	}
 	now := time.Now().UTC()
-	key := cmd.IdempotencyKey
-	if seen, ok := cur.keys[key]; ok && key != "" {
+	key := dedupeKey(cmd)
+	seen, remembered := cur.keys[key]
+	// A record older than the window, or one the aggregate does not remember
+	// though it was sent before commands it has forgotten, may have been
+	// applied: a replay of the commands topic must not apply it twice. It goes
+	// to the dead letters (an operator may redrive it, as a new record, once sure).
+	sent := rec.Timestamp
+	if now.Sub(sent) > r.cfg.IdempotencyWindow || !remembered && !cur.forgotten.IsZero() && !sent.After(cur.forgotten) {
+		err := fmt.Errorf("stale command: sent %s, before what %s remembers (%s window, %d commands)",
+			sent.UTC().Format(time.RFC3339), cmd.AggregateID, r.cfg.IdempotencyWindow, r.cfg.MaxRemembered)
+		r.log.Warn("stale command dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "command_id", cmd.CommandID, "sent", sent)
+		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
+		r.answerStale(cmd, err, produce)
+		return
+	}
+	if remembered {
 		r.answerDuplicate(cmd, seen, produce)
 		return
 	}
 	// commit produces next's snapshot and makes it the aggregate's state in
 	// this transaction; it fails, producing nothing, when next cannot be encoded.
 	commit := func(next entry[S]) bool {
-		snap, err := json.Marshal(snapshot[S]{Version: next.version, State: next.state, Keys: next.keys})
+		snap, err := json.Marshal(snapshot[S]{Version: next.version, State: next.state, Keys: next.keys, Forgotten: next.forgotten})
 		if err != nil {
 			r.log.Error("state could not be encoded", "aggregate", cmd.AggregateID, "err", err)
 			return false
@@ -376,9 +430,7 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 			// Sent even when the deadline has passed: a gateway drops what nobody waits for.
 			produce(envelope.EncodeReply(cmd.ReplyTo, reply))
 		}
-		if key != "" {
-			_ = commit(cur.withKey(key, keyRecord{CommandID: cmd.CommandID, Version: cur.version, Rejection: body, At: now}, r.cfg.IdempotencyWindow))
-		}
+		_ = commit(cur.withKey(key, keyRecord{CommandID: cmd.CommandID, Version: cur.version, Rejection: body, At: now, Sent: rec.Timestamp}, r.cfg.IdempotencyWindow, r.cfg.MaxRemembered))
 	}
 	if cmd.ExpectedVersion != envelope.NoVersion && cmd.ExpectedVersion != cur.version {
 		v := cur.version
@@ -417,18 +469,28 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 			reject(&envelope.Problem{Type: "internal", Title: "event could not be applied"})
 			return
 		}
-		next = entry[S]{state: state, version: ev.Version, keys: next.keys}
+		next = entry[S]{state: state, version: ev.Version, keys: next.keys, forgotten: next.forgotten}
 		out = append(out, envelope.EncodeEvent(r.cfg.Topics.Events, "/answerback/"+r.def.Name, ev))
 	}
-	if key != "" {
-		next = next.withKey(key, keyRecord{CommandID: cmd.CommandID, Version: next.version, At: now}, r.cfg.IdempotencyWindow)
-	}
+	next = next.withKey(key, keyRecord{CommandID: cmd.CommandID, Version: next.version, At: now, Sent: rec.Timestamp}, r.cfg.IdempotencyWindow, r.cfg.MaxRemembered)
 	if !commit(next) {
 		reject(&envelope.Problem{Type: "internal", Title: "state could not be encoded"})
 		return
 	}
 	for _, rec := range out {
 		produce(rec)
+	}
+}
+
+// answerStale records a stale command's rejection on the outcomes topic, so
+// that its status is final, and replies when somebody still waits (a replayed
+// record's gateway is usually long gone).
+func (r *Runtime[S]) answerStale(cmd envelope.Command, reason error, produce func(*kgo.Record)) {
+	body, _ := json.Marshal(envelope.Problem{Type: "stale-command", Title: "command too old to be applied safely", Detail: reason.Error(), CommandID: cmd.CommandID})
+	reply := envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Body: body}
+	produce(envelope.EncodeOutcome(r.cfg.Topics.Outcomes, cmd.AggregateID, cmd.Tenant, reply))
+	if cmd.WantsReply(time.Now()) {
+		produce(envelope.EncodeReply(cmd.ReplyTo, reply))
 	}
 }
 

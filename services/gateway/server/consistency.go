@@ -98,17 +98,27 @@ func parsePrefer(h http.Header, def, max time.Duration) preferences {
 	return p
 }
 
-// parseIfMatch reads If-Match: "<version>" (weak or strong). Absent or "*":
-// NoVersion. Anything else is an error.
+// parseIfMatch reads If-Match: "<version>" (weak or strong; a bare number is
+// taken too). Absent or "*": NoVersion. Anything else is an error.
 func parseIfMatch(h http.Header) (int64, error) {
-	v := strings.TrimSpace(h.Get("If-Match"))
-	if v == "" || v == "*" {
+	values := h.Values("If-Match")
+	if len(values) == 0 {
+		return envelope.NoVersion, nil
+	}
+	v := strings.TrimSpace(values[0])
+	if len(values) > 1 || v == "" {
+		return 0, fmt.Errorf(`If-Match %q: want one version, e.g. "3"`, strings.Join(values, ", "))
+	}
+	if v == "*" {
 		return envelope.NoVersion, nil
 	}
 	v = strings.TrimPrefix(v, "W/")
-	unquoted, err := strconv.Unquote(v)
-	if err != nil {
-		return 0, fmt.Errorf(`If-Match %q: want a quoted version, e.g. "3"`, v)
+	unquoted := v
+	if strings.HasPrefix(v, `"`) {
+		var err error
+		if unquoted, err = strconv.Unquote(v); err != nil {
+			return 0, fmt.Errorf(`If-Match %q: want a quoted version, e.g. "3"`, v)
+		}
 	}
 	n, err := strconv.ParseInt(unquoted, 10, 64)
 	if err != nil || n < 0 {

@@ -1,13 +1,16 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +49,7 @@ func (g *Gateway) routes() chi.Router {
 	r.Get("/readyz", g.ready)
 	r.Get("/openapi.json", serveOpenAPI)
 	r.Route("/v1", func(r chi.Router) {
+		r.Use(requireWellFormedKey)
 		r.Post("/orders", g.createOrder)
 		r.Get("/orders/{id}", g.getOrder)
 		r.Post("/orders/{id}/items", g.addItem)
@@ -59,10 +63,37 @@ func (g *Gateway) routes() chi.Router {
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		writeProblem(w, &envelope.Problem{Type: "not-found", Title: "no such resource", Status: http.StatusNotFound})
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, _ *http.Request) {
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", strings.Join(allowedMethods(r, req.URL.Path), ", "))
 		writeProblem(w, &envelope.Problem{Type: "method-not-allowed", Title: "method not allowed", Status: http.StatusMethodNotAllowed})
 	})
 	return r
+}
+
+// allowedMethods lists the methods router serves on path, for the Allow
+// header of a 405 (RFC 9110 §15.5.6).
+func allowedMethods(router chi.Routes, path string) []string {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		if router.Match(chi.NewRouteContext(), m, path) {
+			allowed = append(allowed, m)
+		}
+	}
+	return allowed
+}
+
+// requireWellFormedKey answers 400 to a request whose Idempotency-Key is
+// present but empty, repeated, or not 1 to 255 visible ASCII characters: a
+// client that meant to send a key must not have its command run unprotected.
+func requireWellFormedKey(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if keys := r.Header.Values("Idempotency-Key"); len(keys) > 1 || len(keys) == 1 && !validKey(keys[0]) {
+			writeProblem(w, &envelope.Problem{Type: "malformed", Title: "invalid Idempotency-Key", Status: http.StatusBadRequest,
+				Detail: "send one Idempotency-Key of 1 to 255 visible ASCII characters"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
@@ -79,30 +110,96 @@ func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// decodeBody reads a JSON request body into v: 415 for another media type,
-// 413 when too large, 400 when malformed or with unknown fields.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+// decodeBody reads a JSON request body into v and returns it normalized
+// (integral numbers as integers): 415 for another media type, 413 when too
+// large, 400 when malformed, with a null, or with unknown fields.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) (json.RawMessage, bool) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		writeProblem(w, &envelope.Problem{Type: "unsupported-media-type", Title: "send application/json", Status: http.StatusUnsupportedMediaType})
-		return false
+		return nil, false
 	}
+	// Two steps: into generic JSON first, where integral numbers written with
+	// a fraction or an exponent (344.0, 3.44e2) become plain integers — JSON
+	// Schema counts them as integers, and some clients' JSON writers emit
+	// them — then strictly into v.
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	dec.UseNumber()
+	var generic any
+	if err := dec.Decode(&generic); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			writeProblem(w, &envelope.Problem{Type: "too-large", Title: "request body too large", Status: http.StatusRequestEntityTooLarge,
 				Detail: fmt.Sprintf("at most %d bytes", maxBody)})
-			return false
+			return nil, false
 		}
 		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Status: http.StatusBadRequest, Detail: err.Error()})
-		return false
+		return nil, false
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Status: http.StatusBadRequest, Detail: "trailing data after the JSON value"})
-		return false
+		return nil, false
 	}
-	return true
+	if path, found := findNull(generic, "$"); found {
+		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Status: http.StatusBadRequest,
+			Detail: path + " is null: leave a member out instead"})
+		return nil, false
+	}
+	normalized, _ := json.Marshal(integralNumbers(generic)) // generic came from JSON: it encodes
+	strict := json.NewDecoder(bytes.NewReader(normalized))
+	strict.DisallowUnknownFields()
+	if err := strict.Decode(v); err != nil {
+		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Status: http.StatusBadRequest, Detail: err.Error()})
+		return nil, false
+	}
+	return normalized, true
+}
+
+// findNull returns the JSON path of the first null in v, if any: no field of
+// this API is nullable, and Go would read a null as "leave the field as is".
+func findNull(v any, path string) (string, bool) {
+	switch x := v.(type) {
+	case nil:
+		return path, true
+	case map[string]any:
+		for k, e := range x {
+			if p, found := findNull(e, path+"."+k); found {
+				return p, true
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if p, found := findNull(e, path+"["+strconv.Itoa(i)+"]"); found {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}
+
+// integralNumbers rewrites, within v (decoded with UseNumber), every number
+// that is a whole value in int64's range into its plain integer form.
+func integralNumbers(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = integralNumbers(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = integralNumbers(e)
+		}
+	case json.Number:
+		if !strings.ContainsAny(string(x), ".eE") {
+			return x
+		}
+		f, ok := new(big.Float).SetString(string(x))
+		if ok && f.IsInt() {
+			if i, acc := f.Int64(); acc == big.Exact {
+				return json.Number(strconv.FormatInt(i, 10))
+			}
+		}
+	}
+	return v
 }
 
 // validID accepts aggregate IDs and SKUs: 1 to 100 bytes of letters, digits, '-', '_', '.', ':'.
@@ -122,6 +219,10 @@ func validID(id string) bool {
 // pathID reads the URL parameter name and answers 400 when it is not a valid ID.
 func pathID(w http.ResponseWriter, r *http.Request, name, what string) (string, bool) {
 	id := chi.URLParam(r, name)
+	// chi matches the escaped path when the request has one: "o%3A1" is "o:1".
+	if unescaped, err := url.PathUnescape(id); err == nil {
+		id = unescaped
+	}
 	if !validID(id) {
 		badID(w, what, id)
 		return "", false
@@ -139,7 +240,7 @@ func (g *Gateway) createOrder(w http.ResponseWriter, r *http.Request) {
 		ID string `json:"id"`
 		orders.Create
 	}
-	if !decodeBody(w, r, &body) {
+	if _, ok := decodeBody(w, r, &body); !ok {
 		return
 	}
 	if body.ID == "" {
@@ -162,7 +263,7 @@ func (g *Gateway) addItem(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body orders.AddItem
-	if !decodeBody(w, r, &body) {
+	if _, ok := decodeBody(w, r, &body); !ok {
 		return
 	}
 	// The order aggregate does not know the catalog: an unknown SKU is refused
@@ -207,11 +308,12 @@ func (g *Gateway) upsertCatalogItem(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var body catalog.Upsert
-	if !decodeBody(w, r, &body) {
+	// The client's members go on as sent (normalized), not re-encoded from
+	// the struct: the catalog needs to tell a missing price from a zero one.
+	data, ok := decodeBody(w, r, &catalog.Upsert{})
+	if !ok {
 		return
 	}
-	data, _ := json.Marshal(body)
 	g.send(w, r, g.catalog.Commands, catalog.CommandUpsert, sku, data, http.StatusOK)
 }
 
@@ -263,12 +365,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 	// outlives ProduceTimeout + its wait + one lookup.
 	produceCtx, cancelProduce := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
 	defer cancelProduce()
-	if key := cmd.IdempotencyKey; key != "" {
-		if !validKey(key) {
-			writeProblem(w, &envelope.Problem{Type: "malformed", Title: "invalid Idempotency-Key", Status: http.StatusBadRequest,
-				Detail: "want 1 to 255 visible ASCII characters"})
-			return
-		}
+	if key := cmd.IdempotencyKey; key != "" { // well-formed: requireWellFormedKey checked it
 		print := fingerprint(r.Method, r.URL.Path, r.Header.Get("If-Match"), aggregateID, data)
 		first, err := g.reserveKey(produceCtx, tenant, key, print, cmd.CommandID, aggregateID)
 		switch {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/answerback/answerback/libs/pipeline/dlq"
@@ -214,6 +215,20 @@ func TestMalformedRecordsAreDeadLettered(t *testing.T) {
 		if len(dead) != len(bad) || !sources[tp.Commands] || !sources[tp.Events] {
 			t.Fatalf("%d dead letters from %v, want %d: four from %s and one from %s", len(dead), sources, len(bad), tp.Commands, tp.Events)
 		}
+		// answerback_dead_letters_total counts them by stage and source topic
+		// (the stack runs in this process, on the default registry).
+		want := map[string]float64{"aggregator " + tp.Commands: 4, "projector " + tp.Events: 1}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got := deadLetterMetric(t, tp.Commands, tp.Events)
+			if fmt.Sprint(got) == fmt.Sprint(want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("answerback_dead_letters_total: %v, want %v", got, want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	})
 }
 
@@ -270,4 +285,32 @@ func TestReplayedCommandsAreNotAppliedTwice(t *testing.T) {
 			t.Errorf("status of the replayed command: %v, want applied (its first outcome)", status)
 		}
 	})
+}
+
+// deadLetterMetric reads answerback_dead_letters_total from the default
+// Prometheus registry: "stage source_topic" → value, for the given topics.
+func deadLetterMetric(t *testing.T, topics ...string) map[string]float64 {
+	t.Helper()
+	families, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "answerback_dead_letters_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for _, topic := range topics {
+				if labels["source_topic"] == topic {
+					out[labels["stage"]+" "+topic] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }

@@ -245,8 +245,9 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
-// TestInFlightBound: a gateway waits on at most MaxInFlight commands; one
-// more is answered 503 with Retry-After at once, not queued.
+// TestInFlightBound: a gateway waits on at most MaxInFlight commands and
+// version-waiting reads; one more is answered 503 with Retry-After at once,
+// not queued.
 func TestInFlightBound(t *testing.T) {
 	t.Parallel()
 	s := startStackWithOrder(t, testenv.EmbeddedKafka(t), stackOptions{gateways: 1, maxInFlight: 1, replyWait: 3 * time.Second})
@@ -263,6 +264,12 @@ func TestInFlightBound(t *testing.T) {
 	}
 	if waited := time.Since(start); waited > time.Second {
 		t.Errorf("the refusal took %s: it must not queue", waited)
+	}
+	if read := s.call(0, http.MethodGet, "/v1/orders/o?minVersion=99", nil); read.Status != http.StatusServiceUnavailable || read.json(t)["type"] != "overloaded" {
+		t.Errorf("read waiting for a version while the gateway is full: %d %s, want 503 overloaded", read.Status, read.Body)
+	}
+	if plain := s.call(0, http.MethodGet, "/v1/orders/o", nil); plain.Status != http.StatusOK {
+		t.Errorf("plain read while the gateway is full: %d, want 200 (it waits for nothing)", plain.Status)
 	}
 	if r := <-first; r.Status != http.StatusAccepted {
 		t.Errorf("first command: %d, want 202 (no projector)", r.Status)

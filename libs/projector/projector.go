@@ -353,8 +353,10 @@ func (r *Runtime) deadLetter(ctx context.Context, rec *kgo.Record, reason error)
 		topic = r.p.Outcomes[rec.Topic]
 	}
 	r.log.Warn("event dead-lettered", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", reason)
-	if err := r.cl.ProduceSync(ctx, dlq.Record(topic, "projector", rec, reason)).FirstErr(); err != nil {
+	dead := dlq.Record(topic, "projector", rec, reason)
+	if err := r.cl.ProduceSync(ctx, dead).FirstErr(); err != nil {
 		return fmt.Errorf("dead-lettering %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 	}
+	dlq.Counted(dead)
 	return nil
 }

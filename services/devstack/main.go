@@ -40,6 +40,7 @@ type config struct {
 	dataDir      string
 	kafkaAddr    string
 	httpAddr     string
+	metricsAddr  string // Prometheus metrics of every component; "" off
 	gatewayAddrs []string
 	// out receives the welcome text (standard output).
 	out io.Writer
@@ -58,6 +59,7 @@ func loadConfig(args []string) (config, error) {
 		databaseURL:  os.Getenv("DATABASE_URL"),
 		pgPort:       15433,
 		httpAddr:     envOr("HTTP_ADDR", "127.0.0.1:8080"),
+		metricsAddr:  envOr("METRICS_ADDR", "127.0.0.1:9464"),
 		out:          os.Stdout,
 	}
 	gateways := envOr("GATEWAY_ADDRS", "127.0.0.1:8081,127.0.0.1:8082")
@@ -68,6 +70,7 @@ func loadConfig(args []string) (config, error) {
 	fs.StringVar(&c.databaseURL, "database-url", c.databaseURL, "use this PostgreSQL instead of a private cluster (env DATABASE_URL)")
 	fs.IntVar(&c.pgPort, "pg-port", c.pgPort, "port of the private PostgreSQL cluster")
 	fs.StringVar(&c.httpAddr, "http-addr", c.httpAddr, "the load balancer's listen address (env HTTP_ADDR)")
+	fs.StringVar(&c.metricsAddr, "metrics-addr", c.metricsAddr, "serve Prometheus metrics at /metrics here; empty: off (env METRICS_ADDR)")
 	fs.StringVar(&gateways, "gateway-addrs", gateways, "listen addresses of the gateway instances, comma-separated (env GATEWAY_ADDRS)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -120,6 +123,13 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	metricsCtx, stopMetrics := context.WithCancel(ctx)
+	defer stopMetrics()
+	waitMetrics, err := service.ServeMetrics(metricsCtx, cfg.metricsAddr, log)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr %s: %w", cfg.metricsAddr, err)
+	}
+	defer func() { stopMetrics(); waitMetrics() }()
 	seeds := cfg.kafkaBrokers
 	if seeds == "" {
 		port, _ := strconv.Atoi(cfg.kafkaAddr[strings.LastIndexByte(cfg.kafkaAddr, ':')+1:])

@@ -3,7 +3,8 @@
 //
 // Configuration (environment, flags override): KAFKA_BROKERS, DATABASE_URL,
 // TOPIC_PREFIX, HTTP_ADDR (default :8080), INSTANCE_ID (default
-// "<host>-<random>": each instance has a reply topic of its own), REPLY_WAIT.
+// "<host>-<random>": each instance has a reply topic of its own), REPLY_WAIT,
+// METRICS_ADDR (Prometheus metrics at /metrics; default off).
 //
 // On SIGTERM it stops accepting connections, lets in-flight requests finish,
 // and deletes its reply topic; a second signal exits at once.
@@ -34,10 +35,17 @@ func main() {
 	addr := f.String("http-addr", "HTTP_ADDR", ":8080", "HTTP listen address")
 	instance := f.String("instance-id", "INSTANCE_ID", service.Hostname()+"-"+randomSuffix(), "this instance's name (its reply topic is replies.<name>)")
 	wait := f.Duration("reply-wait", "REPLY_WAIT", 5*time.Second, "how long a request waits for its reply before answering 202")
+	metrics := f.Metrics()
 	f.ParseOrExit(os.Args[1:])
 	brokers, prefix := kafka()
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
+	waitMetrics, err := service.ServeMetrics(ctx, *metrics, log)
+	if err != nil {
+		log.Error("metrics address unusable", "err", err)
+		os.Exit(2)
+	}
+	defer func() { cancel(); waitMetrics() }() // the server stops when ctx ends
 	if err := run(ctx, brokers, *dsn, prefix, *addr, *instance, *wait, log); err != nil {
 		log.Error("gateway failed", "err", err)
 		os.Exit(1)

@@ -1,7 +1,7 @@
 // Command projector runs the read side: it keeps the PostgreSQL views exactly
 // once and sends each completed command's reply to the gateway waiting for it.
 //
-// Configuration (environment, flags override): KAFKA_BROKERS, DATABASE_URL, TOPIC_PREFIX.
+// Configuration (environment, flags override): KAFKA_BROKERS, METRICS_ADDR, DATABASE_URL, TOPIC_PREFIX.
 package main
 
 import (
@@ -20,10 +20,17 @@ func main() {
 	f := service.NewFlags("projector")
 	kafka := f.Kafka()
 	dsn := f.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
+	metrics := f.Metrics()
 	f.ParseOrExit(os.Args[1:])
 	brokers, prefix := kafka()
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
+	waitMetrics, err := service.ServeMetrics(ctx, *metrics, log)
+	if err != nil {
+		log.Error("metrics address unusable", "err", err)
+		os.Exit(2)
+	}
+	defer func() { cancel(); waitMetrics() }() // the server stops when ctx ends
 	pool, err := pgxpool.New(ctx, *dsn)
 	if err != nil {
 		log.Error("bad DATABASE_URL", "err", err)

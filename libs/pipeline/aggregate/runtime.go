@@ -305,10 +305,14 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 		}
 	}
 	var (
-		produceErr error
-		errMu      sync.Mutex
+		produceErr  error
+		errMu       sync.Mutex
+		deadLetters []*kgo.Record // counted once the transaction commits
 	)
 	produce := func(rec *kgo.Record) {
+		if rec.Topic == r.cfg.Topics.DLQ {
+			deadLetters = append(deadLetters, rec)
+		}
 		r.sess.Produce(ctx, rec, func(_ *kgo.Record, err error) {
 			if err != nil {
 				errMu.Lock()
@@ -340,6 +344,9 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 		if m, ok := r.state[e.partition]; ok {
 			m[key] = e.entry
 		}
+	}
+	for _, d := range deadLetters {
+		dlq.Counted(d)
 	}
 	return nil
 }

@@ -328,15 +328,11 @@ func tenantOf(*http.Request) string { return "default" }
 // Headers honoured: Idempotency-Key (a retry returns the first outcome),
 // If-Match (optimistic concurrency), Prefer: wait=N and respond-async.
 func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandType, aggregateID string, data json.RawMessage, okStatus int) {
-	select {
-	case g.inFlight <- struct{}{}:
-		defer func() { <-g.inFlight }()
-	default:
-		w.Header().Set("Retry-After", "1")
-		writeProblem(w, &envelope.Problem{Type: "overloaded", Title: "too many commands in flight on this gateway; retry shortly",
-			Status: http.StatusServiceUnavailable})
+	release, ok := g.acquireWaiter(w)
+	if !ok {
 		return
 	}
+	defer release()
 	prefs := parsePrefer(r.Header, g.cfg.DefaultWait, g.cfg.MaxWait)
 	if len(prefs.applied) > 0 {
 		w.Header().Set("Preference-Applied", strings.Join(prefs.applied, ", "))
@@ -486,6 +482,21 @@ func (g *Gateway) writeReply(w http.ResponseWriter, reply envelope.Reply, aggreg
 	_, _ = w.Write(reply.Body)
 }
 
+// acquireWaiter takes one of the gateway's MaxInFlight waiting slots — held
+// by a command waiting for its reply or a read waiting for a version — or
+// answers 503 overloaded with Retry-After at once.
+func (g *Gateway) acquireWaiter(w http.ResponseWriter) (release func(), ok bool) {
+	select {
+	case g.inFlight <- struct{}{}:
+		return func() { <-g.inFlight }, true
+	default:
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, &envelope.Problem{Type: "overloaded", Title: "too many requests waiting on this gateway; retry shortly",
+			Status: http.StatusServiceUnavailable})
+		return nil, false
+	}
+}
+
 func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 	id, ok := pathID(w, r, "id", "order ID")
 	if !ok {
@@ -499,6 +510,13 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		minVersion = n
+	}
+	if minVersion > 0 {
+		release, ok := g.acquireWaiter(w)
+		if !ok {
+			return
+		}
+		defer release()
 	}
 	prefs := parsePrefer(r.Header, g.cfg.DefaultWait, g.cfg.MaxWait)
 	if len(prefs.applied) > 0 && minVersion > 0 {

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMethodNotAllowedListsAllow: a 405 names the methods the path serves.
@@ -97,5 +100,59 @@ func TestParseIfMatch(t *testing.T) {
 		if _, err := parseIfMatch(http.Header{"If-Match": {in}}); err == nil {
 			t.Errorf("If-Match %q accepted", in)
 		}
+	}
+}
+
+// TestHostileBodies: JSON nested deeper than the decoder allows and bodies
+// over the limit are refused with 400 and 413, and nothing panics.
+func TestHostileBodies(t *testing.T) {
+	t.Parallel()
+	deep := strings.Repeat("[", 20000) + strings.Repeat("]", 20000)
+	wide := `{"a":"` + strings.Repeat("x", maxBody) + `"}`
+	for name, tc := range map[string]struct {
+		body string
+		want int
+	}{
+		"nested 20000 deep": {`{"quantity":` + deep + `}`, http.StatusBadRequest},
+		"over the limit":    {wide, http.StatusRequestEntityTooLarge},
+		"two values":        {`{"quantity":1}{"quantity":2}`, http.StatusBadRequest},
+	} {
+		var v struct{ Quantity any }
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "application/json")
+		if _, ok := decodeBody(rec, req, &v); ok || rec.Code != tc.want {
+			t.Errorf("%s: accepted or %d, want %d", name, rec.Code, tc.want)
+		}
+	}
+}
+
+// TestSlowClientIsCut: a client that sends its headers slower than the read
+// header timeout loses its connection; the server does not wait for it.
+func TestSlowClientIsCut(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPServer(http.NotFoundHandler(), time.Second)
+	srv.ReadHeaderTimeout = 200 * time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }() // ends at Close below
+	defer srv.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("POST /v1/orders HTTP/1.1\r\nHost: x\r\n")); err != nil { // and never the end of the headers
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second)) // only so a broken server cannot hang the test
+	rest, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("the connection was not closed by the server: %v", err)
+	}
+	if len(rest) > 0 && !strings.HasPrefix(string(rest), "HTTP/1.1 408") {
+		t.Fatalf("answer to a stalled request: %q", rest)
 	}
 }

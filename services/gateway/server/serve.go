@@ -21,15 +21,31 @@ func Serve(ctx context.Context, gw *Gateway, addr string) error {
 	return ServeListener(ctx, gw, ln)
 }
 
+// Server timeouts: a slow or stalled client holds a connection, never a
+// goroutine, for longer than these.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 15 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
+// newHTTPServer is the gateway's HTTP server: bounded header and body reads,
+// writes bounded by the longest reply wait plus a margin, idle connections
+// closed.
+func newHTTPServer(h http.Handler, maxWait time.Duration) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      maxWait + 15*time.Second,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
 // ServeListener is Serve on an open listener (tests pass one on port 0).
 func ServeListener(ctx context.Context, gw *Gateway, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           gw.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      gw.cfg.MaxWait + 15*time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	srv := newHTTPServer(gw.Handler(), gw.cfg.MaxWait)
 	routerCtx, stopRouter := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Add(1)

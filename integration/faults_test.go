@@ -314,3 +314,31 @@ func deadLetterMetric(t *testing.T, topics ...string) map[string]float64 {
 	}
 	return out
 }
+
+// TestReplyToMissingTopicDoesNotStall: a command whose reply topic does not
+// exist (its gateway stopped and deleted it; or a hostile record) and that
+// is rejected while its deadline runs does not stall its partition: the
+// reply is sent outside the aggregator's transaction, and the next command
+// on the same order is answered as usual.
+func TestReplyToMissingTopicDoesNotStall(t *testing.T) {
+	t.Parallel()
+	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
+		t.Parallel()
+		s := startStackWithOrder(t, k, stackOptions{})
+		orphan := envelope.EncodeCommand(s.topics("orders").Commands, envelope.Command{
+			Meta: envelope.Meta{
+				CommandID: "orphan-1", AggregateID: "o", ReplyTo: s.prefix + "replies.gone",
+				Deadline: time.Now().Add(time.Minute), Tenant: "default", ExpectedVersion: 99, // rejected: version-mismatch
+			},
+			Type: "orders.add-item", Data: []byte(`{"sku":"apple","quantity":1}`),
+		})
+		if err := k.Client(t).ProduceSync(testenv.Context(t, 10*time.Second), orphan).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		s.mustCall(0, http.StatusOK, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1})
+		status := s.mustCall(1, http.StatusOK, http.MethodGet, "/v1/commands/orphan-1", nil).json(t)
+		if status["status"] != "rejected" {
+			t.Errorf("status of the orphan command: %v, want rejected", status)
+		}
+	})
+}

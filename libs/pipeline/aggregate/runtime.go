@@ -5,10 +5,11 @@
 // Per poll, one Kafka transaction (franz-go's GroupTransactSession) holds
 // everything the commands of the batch caused: their events, the aggregates'
 // new snapshots (compacted <domain>.snapshots, co-partitioned with the
-// commands), rejection replies, dead letters, and the consumed offsets. So a
-// command is decided exactly once: a crash, a rebalance or a zombie instance
-// aborts the transaction and the commands are decided again from the last
-// committed state. State lives in memory, restored from the snapshots topic
+// commands), rejections (<domain>.outcomes), dead letters, and the consumed
+// offsets. So a command is decided exactly once: a crash, a rebalance or a
+// zombie instance aborts the transaction and the commands are decided again
+// from the last committed state. Replies to waiting gateways (rejections,
+// duplicates) are sent after the commit, outside the transaction. State lives in memory, restored from the snapshots topic
 // when a partition is first seen after an assignment.
 package aggregate
 
@@ -180,6 +181,9 @@ type Runtime[S any] struct {
 	cfg  Config
 	log  *slog.Logger
 	sess *kgo.GroupTransactSession
+	// replies sends rejection and duplicate replies after the transaction
+	// that decided them committed, outside it (see sendReplies).
+	replies *kgo.Client
 
 	// state per partition, touched only by Run's goroutine.
 	state map[int32]map[string]entry[S]
@@ -244,6 +248,17 @@ func (r *Runtime[S]) Run(ctx context.Context) error {
 	}
 	r.sess = sess
 	defer sess.Close()
+	replies, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(r.cfg.Brokers...),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(5 * time.Second), // a reply nobody gets in time is useless
+		kgo.MaxBufferedRecords(10_000),
+	}, r.cfg.ClientOpts...)...)
+	if err != nil {
+		return fmt.Errorf("aggregate %s: reply client: %w", r.def.Name, err)
+	}
+	r.replies = replies
+	defer replies.Close()
 	r.log.Info("aggregator started", "group", r.cfg.Group, "commands", r.cfg.Topics.Commands)
 	for {
 		fetches := sess.PollRecords(ctx, r.cfg.MaxPollRecords)
@@ -308,7 +323,9 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 		produceErr  error
 		errMu       sync.Mutex
 		deadLetters []*kgo.Record // counted once the transaction commits
+		replies     []*kgo.Record // sent once the transaction commits
 	)
+	reply := func(rec *kgo.Record) { replies = append(replies, rec) }
 	produce := func(rec *kgo.Record) {
 		if rec.Topic == r.cfg.Topics.DLQ {
 			deadLetters = append(deadLetters, rec)
@@ -323,7 +340,7 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 	}
 	pending := map[string]pendingEntry[S]{} // aggregate → state after this batch
 	for _, rec := range records {
-		r.decideOne(rec, pending, produce)
+		r.decideOne(rec, pending, produce, reply)
 	}
 	// Await every produce before End (franz-go #729).
 	if err := r.sess.Client().Flush(ctx); err != nil {
@@ -348,7 +365,25 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 	for _, d := range deadLetters {
 		dlq.Counted(d)
 	}
+	r.sendReplies(replies)
 	return nil
+}
+
+// sendReplies hands the replies of a committed batch to the reply client,
+// without waiting. They travel outside the transaction on purpose: a reply
+// topic may be gone (a gateway deletes its own when it stops, a hostile
+// record may name any topic), and a produce that fails inside the
+// transaction would abort it again and again and stall the partition. A
+// reply that does not arrive costs the waiting gateway only its fallback
+// lookup of the recorded outcome.
+func (r *Runtime[S]) sendReplies(replies []*kgo.Record) {
+	for _, rec := range replies {
+		r.replies.TryProduce(context.Background(), rec, func(rec *kgo.Record, err error) {
+			if err != nil {
+				r.log.Debug("reply not delivered", "topic", rec.Topic, "err", err)
+			}
+		})
+	}
 }
 
 // endOpen aborts a transaction that a failed End may have left open: End
@@ -375,7 +410,8 @@ func (r *Runtime[S]) endOpen(ctx context.Context) {
 }
 
 // decideOne decides one command record, producing its consequences.
-func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[S], produce func(*kgo.Record)) {
+// Records of the transaction go to produce, replies to reply.
+func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[S], produce, reply func(*kgo.Record)) {
 	cmd, err := envelope.DecodeCommand(rec)
 	if err != nil {
 		r.log.Warn("malformed command dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "err", err)
@@ -386,10 +422,8 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 		err := fmt.Errorf("unknown command type %q for %s", cmd.Type, r.def.Name)
 		r.log.Warn("command of unknown type dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "type", cmd.Type)
 		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
-		if cmd.ReplyTo != "" {
-			body, _ := json.Marshal(envelope.Problem{Type: "unknown-command", Title: "unknown command type", Detail: err.Error(), CommandID: cmd.CommandID})
-			produce(envelope.EncodeReply(cmd.ReplyTo, envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Body: body}))
-		}
+		body, _ := json.Marshal(envelope.Problem{Type: "unknown-command", Title: "unknown command type", Detail: err.Error(), CommandID: cmd.CommandID})
+		replyIfAwaited(cmd, envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Body: body}, reply)
 		return
 	}
 	cur := r.state[rec.Partition][cmd.AggregateID]
@@ -409,11 +443,11 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 			sent.UTC().Format(time.RFC3339), cmd.AggregateID, r.cfg.IdempotencyWindow, r.cfg.MaxRemembered)
 		r.log.Warn("stale command dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "command_id", cmd.CommandID, "sent", sent)
 		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
-		r.answerStale(cmd, err, produce)
+		r.answerStale(cmd, err, produce, reply)
 		return
 	}
 	if remembered {
-		r.answerDuplicate(cmd, seen, produce)
+		r.answerDuplicate(cmd, seen, reply)
 		return
 	}
 	// commit produces next's snapshot and makes it the aggregate's state in
@@ -431,12 +465,9 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 	reject := func(p *envelope.Problem) {
 		p.CommandID = cmd.CommandID
 		body, _ := json.Marshal(p)
-		reply := envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Version: cur.version, Body: body}
-		produce(envelope.EncodeOutcome(r.cfg.Topics.Outcomes, cmd.AggregateID, cmd.Tenant, reply))
-		if cmd.ReplyTo != "" {
-			// Sent even when the deadline has passed: a gateway drops what nobody waits for.
-			produce(envelope.EncodeReply(cmd.ReplyTo, reply))
-		}
+		rejection := envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Version: cur.version, Body: body}
+		produce(envelope.EncodeOutcome(r.cfg.Topics.Outcomes, cmd.AggregateID, cmd.Tenant, rejection))
+		replyIfAwaited(cmd, rejection, reply)
 		_ = commit(cur.withKey(key, keyRecord{CommandID: cmd.CommandID, Version: cur.version, Rejection: body, At: now, Sent: rec.Timestamp}, r.cfg.IdempotencyWindow, r.cfg.MaxRemembered))
 	}
 	if cmd.ExpectedVersion != envelope.NoVersion && cmd.ExpectedVersion != cur.version {
@@ -492,26 +523,29 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 // answerStale records a stale command's rejection on the outcomes topic, so
 // that its status is final, and replies when somebody still waits (a replayed
 // record's gateway is usually long gone).
-func (r *Runtime[S]) answerStale(cmd envelope.Command, reason error, produce func(*kgo.Record)) {
+func (r *Runtime[S]) answerStale(cmd envelope.Command, reason error, produce, send func(*kgo.Record)) {
 	body, _ := json.Marshal(envelope.Problem{Type: "stale-command", Title: "command too old to be applied safely", Detail: reason.Error(), CommandID: cmd.CommandID})
 	reply := envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Body: body}
 	produce(envelope.EncodeOutcome(r.cfg.Topics.Outcomes, cmd.AggregateID, cmd.Tenant, reply))
+	replyIfAwaited(cmd, reply, send)
+}
+
+// replyIfAwaited sends reply to cmd's reply topic while its gateway still
+// waits; past the deadline nobody listens.
+func replyIfAwaited(cmd envelope.Command, reply envelope.Reply, send func(*kgo.Record)) {
 	if cmd.WantsReply(time.Now()) {
-		produce(envelope.EncodeReply(cmd.ReplyTo, reply))
+		send(envelope.EncodeReply(cmd.ReplyTo, reply))
 	}
 }
 
 // answerDuplicate answers a command whose idempotency key was seen: with the
 // first rejection again, or with a duplicate notice naming the first command,
 // whose recorded outcome the gateway then returns. Nothing is emitted.
-func (r *Runtime[S]) answerDuplicate(cmd envelope.Command, seen keyRecord, produce func(*kgo.Record)) {
-	if cmd.ReplyTo == "" {
-		return
-	}
+func (r *Runtime[S]) answerDuplicate(cmd envelope.Command, seen keyRecord, send func(*kgo.Record)) {
 	reply := envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Duplicate, Version: seen.Version}
 	reply.Body, _ = json.Marshal(map[string]string{"commandId": seen.CommandID})
 	if seen.Rejection != nil {
 		reply.Outcome, reply.Body = envelope.Rejected, seen.Rejection
 	}
-	produce(envelope.EncodeReply(cmd.ReplyTo, reply))
+	replyIfAwaited(cmd, reply, send)
 }

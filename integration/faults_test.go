@@ -173,7 +173,8 @@ func buildAggregator(t *testing.T) string {
 
 // TestMalformedRecordsAreDeadLettered: hostile records on the commands topic
 // (not JSON, an unknown command type, over the size limit, no key and no
-// headers) and on the events topic (no CloudEvents headers) each land in
+// headers), on the events topic (no CloudEvents headers) and on the outcomes
+// topic (no headers, not JSON) each land in
 // orders.dlq with headers naming the error and the source; the records after
 // them are processed.
 func TestMalformedRecordsAreDeadLettered(t *testing.T) {
@@ -197,6 +198,7 @@ func TestMalformedRecordsAreDeadLettered(t *testing.T) {
 			{Topic: tp.Commands, Value: []byte(`{}`)}, // no key, no headers
 			{Topic: tp.Events, Key: []byte("o-bad"), Value: []byte(`{"orderId":"o-bad"}`),
 				Headers: []kgo.RecordHeader{{Key: "ce_type", Value: []byte("orders.created.v1")}}},
+			{Topic: tp.Outcomes, Key: []byte("o-bad"), Value: []byte("not an outcome")}, // no headers, not JSON
 		}
 		if err := producer.ProduceSync(ctx, bad...).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -212,15 +214,15 @@ func TestMalformedRecordsAreDeadLettered(t *testing.T) {
 			}
 			sources[headerOf(r, dlq.HSourceTopic)] = true
 		}
-		if len(dead) != len(bad) || !sources[tp.Commands] || !sources[tp.Events] {
-			t.Fatalf("%d dead letters from %v, want %d: four from %s and one from %s", len(dead), sources, len(bad), tp.Commands, tp.Events)
+		if len(dead) != len(bad) || !sources[tp.Commands] || !sources[tp.Events] || !sources[tp.Outcomes] {
+			t.Fatalf("%d dead letters from %v, want %d: four from %s, one from %s and one from %s", len(dead), sources, len(bad), tp.Commands, tp.Events, tp.Outcomes)
 		}
 		// answerback_dead_letters_total counts them by stage and source topic
 		// (the stack runs in this process, on the default registry).
-		want := map[string]float64{"aggregator " + tp.Commands: 4, "projector " + tp.Events: 1}
+		want := map[string]float64{"aggregator " + tp.Commands: 4, "projector " + tp.Events: 1, "projector " + tp.Outcomes: 1}
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			got := deadLetterMetric(t, tp.Commands, tp.Events)
+			got := deadLetterMetric(t, tp.Commands, tp.Events, tp.Outcomes)
 			if fmt.Sprint(got) == fmt.Sprint(want) {
 				break
 			}

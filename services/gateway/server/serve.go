@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Serve listens on addr and serves gw until ctx ends, then shuts down
@@ -43,8 +45,13 @@ func newHTTPServer(h http.Handler, maxWait time.Duration) *http.Server {
 	}
 }
 
+// maxConnections bounds the open connections of one gateway (each holds a
+// goroutine); further clients wait in the listen backlog until one closes.
+const maxConnections = 10_000
+
 // ServeListener is Serve on an open listener (tests pass one on port 0).
 func ServeListener(ctx context.Context, gw *Gateway, ln net.Listener) error {
+	ln = netutil.LimitListener(ln, maxConnections)
 	srv := newHTTPServer(gw.Handler(), gw.cfg.MaxWait)
 	routerCtx, stopRouter := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup

@@ -1,6 +1,6 @@
 module github.com/answerback/answerback/deploy/local
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/twmb/franz-go v1.22.3

@@ -184,7 +184,7 @@ func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) st
 	bin := buildServices(t)
 	common := []string{"KAFKA_BROKERS=" + brokers, "DATABASE_URL=" + dsn, "LOG_LEVEL=warn"}
 	newProc := func(name, svc string, env ...string) *proc {
-		return &proc{name: name, bin: filepath.Join(bin, svc), env: append(append([]string{}, common...), env...), log: filepath.Join(work, name+".log")}
+		return newProcess(name, filepath.Join(bin, svc), append(append([]string{}, common...), env...), filepath.Join(work, name+".log"))
 	}
 	var gatewayAddrs []string
 	for i := 1; i <= 2; i++ {
@@ -210,8 +210,8 @@ func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) st
 		}
 		if t.Failed() {
 			for _, p := range all {
-				if b, err := os.ReadFile(p.log); err == nil && len(b) > 0 {
-					t.Logf("--- %s (last 2000 bytes)\n%s", p.name, tail(b, 2000))
+				if b, err := os.ReadFile(p.Log); err == nil && len(b) > 0 {
+					t.Logf("--- %s (last 2000 bytes)\n%s", p.Name, tail(b, 2000))
 				}
 			}
 		}

@@ -9,6 +9,7 @@ require (
 )
 
 require (
+	github.com/answerback/answerback/deploy/local v0.0.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
@@ -35,3 +36,5 @@ replace (
 	github.com/answerback/answerback/libs/pipeline => ../pipeline
 	github.com/answerback/answerback/libs/testenv => ../testenv
 )
+
+replace github.com/answerback/answerback/deploy/local => ../../deploy/local

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/answerback/answerback/deploy/local/procs"
+)
+
+// startAnswerback runs the product as it is deployed: a projector, an
+// aggregator and two gateways as separate processes on the run's broker and
+// database, behind a round-robin load balancer; then seeds the catalog.
+func startAnswerback(ctx context.Context, e *env, cfg config, log *slog.Logger) (*system, error) {
+	bin, err := procs.Build(cfg.root, filepath.Join(e.dir, "bin"))
+	if err != nil {
+		return nil, err
+	}
+	dsn, err := e.database(ctx, "answerback")
+	if err != nil {
+		return nil, err
+	}
+	common := []string{"KAFKA_BROKERS=" + strings.Join(e.brokers, ","), "DATABASE_URL=" + dsn, "LOG_LEVEL=warn"}
+	var all []*procs.Proc
+	newProc := func(name string, env ...string) *procs.Proc {
+		svc, _, _ := strings.Cut(name, "-")
+		p := &procs.Proc{Name: name, Bin: filepath.Join(bin, svc), Env: append(append([]string{}, common...), env...), Log: filepath.Join(e.dir, name+".log")}
+		all = append(all, p)
+		return p
+	}
+	stopAll := func() {
+		for i := len(all) - 1; i >= 0; i-- {
+			all[i].Stop()
+		}
+	}
+	var gateways []string
+	newProc("projector-1")
+	newProc("aggregator-1", "INSTANCE_ID=bench-agg1")
+	for i := 1; i <= 2; i++ {
+		port, err := procs.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		gateways = append(gateways, addr)
+		newProc(fmt.Sprintf("gateway-%d", i), "HTTP_ADDR="+addr, fmt.Sprintf("INSTANCE_ID=bench-gw%d", i), "REPLY_WAIT=10s")
+	}
+	for _, p := range all {
+		if err := p.Start(); err != nil {
+			stopAll()
+			return nil, err
+		}
+	}
+	lb, err := procs.StartBalancer(gateways)
+	if err != nil {
+		stopAll()
+		return nil, err
+	}
+	sys := &system{name: "Answerback", url: lb.URL(), stop: func() { _ = lb.Close(); stopAll() }}
+	sys.createOrder = func(ctx context.Context, id string) error {
+		body, _ := json.Marshal(map[string]any{"id": id, "customerId": "bench"})
+		return retrying(ctx, func() error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, sys.url+"/v1/orders", strings.NewReader(string(body)))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", "create-"+id) // a retry after a 503 creates nothing twice
+			return do(req, http.StatusCreated)
+		})
+	}
+	if err := seedCatalog(ctx, sys.url); err != nil {
+		sys.stop()
+		return nil, fmt.Errorf("seeding the catalog (logs in %s): %w", e.dir, err)
+	}
+	log.Info("Answerback up", "url", sys.url, "gateways", gateways)
+	return sys, nil
+}
+
+// seedCatalog puts skuCount items on sale through the API at base.
+func seedCatalog(ctx context.Context, base string) error {
+	for i := range skuCount {
+		body, _ := json.Marshal(map[string]any{"name": "Item " + skuName(i), "unitPrice": 100 + i, "stock": 1_000_000_000, "maxPerOrder": 1000, "active": true})
+		err := retrying(ctx, func() error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v1/catalog/"+skuName(i), strings.NewReader(string(body)))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", "seed-"+skuName(i))
+			return do(req, http.StatusOK)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retrying calls f until it succeeds or a minute has passed (the stack is
+// still starting: topics being created answer 503).
+func retrying(ctx context.Context, f func() error) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/answerback/answerback/deploy/local/kafkalocal"
+	"github.com/answerback/answerback/deploy/local/pglocal"
+	"github.com/answerback/answerback/deploy/local/procs"
+)
+
+// env is the infrastructure every system of the run shares.
+type env struct {
+	dir          string
+	broker       *kafkalocal.Cluster
+	pg           *pglocal.Server
+	brokers      []string
+	kafkaVersion string
+}
+
+func startInfra(ctx context.Context, cfg config, log *slog.Logger) (*env, error) {
+	dir, err := os.MkdirTemp("", "answerback-bench")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir}
+	cache := cfg.cache
+	if cache == "" {
+		cache = filepath.Join(cfg.root, ".cache", "kafka")
+	}
+	port, err := procs.FreeKafkaPorts(1)
+	if err != nil {
+		return nil, err
+	}
+	e.broker, err = kafkalocal.Start(ctx, kafkalocal.Options{Dir: filepath.Join(dir, "kafka"), CacheDir: cache, Port: port})
+	if err != nil {
+		return nil, err
+	}
+	e.brokers, e.kafkaVersion = e.broker.Seeds(), e.broker.Version()
+	pgPort, err := procs.FreePort()
+	if err != nil {
+		e.stop()
+		return nil, err
+	}
+	e.pg, err = pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(dir, "postgres"), Port: pgPort, Durable: true})
+	if err != nil {
+		e.stop()
+		return nil, err
+	}
+	log.Info("infrastructure up", "kafka", e.kafkaVersion, "brokers", e.brokers, "postgres", pgPort, "dir", dir)
+	return e, nil
+}
+
+// database creates database name and returns its connection string.
+func (e *env) database(ctx context.Context, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, e.pg.DSN("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	return e.pg.DSN(name), nil
+}
+
+func (e *env) stop() {
+	if e.broker != nil {
+		_ = e.broker.Stop()
+	}
+	if e.pg != nil {
+		_ = e.pg.Stop(context.Background())
+	}
+	_ = os.RemoveAll(e.dir)
+}
+
+// describeMachine names the CPU, its cores and the memory.
+func describeMachine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %d kB", &kb); err == nil {
+			mem = fmt.Sprintf(", %.0f GiB", float64(kb)/(1<<20))
+		}
+	}
+	return fmt.Sprintf("%s, %d cores%s, %s/%s", model, runtime.NumCPU(), mem, runtime.GOOS, runtime.GOARCH)
+}

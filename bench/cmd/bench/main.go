@@ -1,0 +1,119 @@
+// Command bench measures Answerback's synchronous round trip open-loop at
+// fixed arrival rates, beside the floors of the same machine: the transport
+// floor (three plain produce→consume hops and one PostgreSQL commit) and the
+// monolith floor (one HTTP handler applying the same command and building the
+// same reply in one PostgreSQL transaction). It starts a real Apache Kafka
+// broker and a real PostgreSQL, runs the services as processes behind a load
+// balancer, and writes the tables to docs/BENCHMARKS.md and the raw results
+// to docs/bench/results.json.
+//
+//	make bench             # the default run
+//	BENCH_QUICK=1 make bench   # a one-minute smoke (CI)
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var cfg config
+	flag.StringVar(&cfg.root, "root", "..", "the repository's root folder (services are built from it)")
+	flag.StringVar(&cfg.cache, "kafka-cache", os.Getenv("KAFKA_JARS_CACHE"), "folder of the Apache Kafka jars")
+	flag.StringVar(&cfg.report, "report", "", "write the Markdown report here (default: <root>/docs/BENCHMARKS.md)")
+	flag.StringVar(&cfg.results, "results", "", "write the raw results here (default: <root>/docs/bench/results.json)")
+	flag.BoolVar(&cfg.quick, "quick", os.Getenv("BENCH_QUICK") != "", "a one-minute smoke run (env BENCH_QUICK)")
+	flag.Parse()
+	if cfg.report == "" {
+		cfg.report = filepath.Join(cfg.root, "docs", "BENCHMARKS.md")
+	}
+	if cfg.results == "" {
+		cfg.results = filepath.Join(cfg.root, "docs", "bench", "results.json")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("bench failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+type config struct {
+	root, cache, report, results string
+	quick                        bool
+}
+
+// plan is what one run measures.
+type plan struct {
+	Rates    []float64     `json:"rates"`    // offered rates, stepped up until one is not sustained
+	Step     time.Duration `json:"step"`     // length of each rate step
+	P99Bound time.Duration `json:"p99Bound"` // a rate is sustained when p99 stays under it with no error
+}
+
+func planFor(quick bool) plan {
+	if quick {
+		return plan{Rates: []float64{100, 300}, Step: 5 * time.Second, P99Bound: 100 * time.Millisecond}
+	}
+	return plan{Rates: []float64{250, 500, 1000, 1500, 2000, 3000}, Step: 10 * time.Second, P99Bound: 100 * time.Millisecond}
+}
+
+func run(ctx context.Context, cfg config, log *slog.Logger) error {
+	started := time.Now()
+	p := planFor(cfg.quick)
+	env, err := startInfra(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer env.stop()
+
+	var systems []*system
+	ab, err := startAnswerback(ctx, env, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer ab.stop()
+	systems = append(systems, ab)
+	tf, err := startTransportFloor(ctx, env, log)
+	if err != nil {
+		return err
+	}
+	defer tf.stop()
+	systems = append(systems, tf)
+	mf, err := startMonolithFloor(ctx, env, log)
+	if err != nil {
+		return err
+	}
+	defer mf.stop()
+	systems = append(systems, mf)
+
+	res := results{Machine: describeMachine(), Plan: p, Kafka: env.kafkaVersion, Quick: cfg.quick}
+	for _, mix := range mixes {
+		for _, sys := range systems {
+			series, err := measure(ctx, sys, mix, p, log)
+			if err != nil {
+				return fmt.Errorf("%s, %s: %w", sys.name, mix.name, err)
+			}
+			res.Series = append(res.Series, series)
+		}
+	}
+	res.Took = time.Since(started).Round(time.Second).String()
+	if err := os.MkdirAll(filepath.Dir(cfg.results), 0o755); err != nil {
+		return err
+	}
+	raw, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(cfg.results, append(raw, '\n'), 0o644); err != nil {
+		return err
+	}
+	report := res.markdown()
+	fmt.Println(report)
+	return os.WriteFile(cfg.report, []byte(report), 0o644)
+}

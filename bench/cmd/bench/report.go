@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// results is everything one run measured (docs/bench/results.json).
+type results struct {
+	Machine string   `json:"machine"`
+	Kafka   string   `json:"kafka"`
+	Quick   bool     `json:"quick"`
+	Plan    plan     `json:"plan"`
+	Took    string   `json:"took"`
+	Series  []series `json:"series"`
+}
+
+// markdown renders the run as docs/BENCHMARKS.md.
+func (r results) markdown() string {
+	var b strings.Builder
+	b.WriteString("# Benchmarks\n\n")
+	fmt.Fprintf(&b, "Written by `make bench` (`bench/cmd/bench`) on %s in %s%s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), r.Took,
+		map[bool]string{true: " — a BENCH_QUICK smoke run, not figures to quote", false: ""}[r.Quick])
+	fmt.Fprintf(&b, "Machine: %s, shared by everything below: Apache Kafka %s (one broker, real, exactly-once transactions on), PostgreSQL (fsync on), the services and the load generator.\n\n", r.Machine, r.Kafka)
+	b.WriteString("Every system serves `POST /v1/orders/{id}/items` (add one unit of a SKU; answer 200 with the order and the catalog items still valid for it — 50 SKUs) and is driven **open-loop**: requests start at fixed intended times and latency counts from the intended start, so queueing shows (no coordinated omission). ")
+	fmt.Fprintf(&b, "Rates step up (%s each) until one is not sustained: p99 over %s, or any error.\n\n", r.Plan.Step, r.Plan.P99Bound)
+	b.WriteString("- **Answerback**: gateway ×2 behind a round-robin load balancer → commands topic → aggregator (one transaction per batch) → events topic → projector (one PostgreSQL transaction per batch) → reply topic → gateway; each service a separate process.\n")
+	b.WriteString("- **transport floor**: the same three Kafka hops and one PostgreSQL commit per batch, no processing (no transaction, state, view or derived reply), in one process.\n")
+	b.WriteString("- **monolith floor**: one HTTP handler deciding the same command with the same domain code and building the same reply in one PostgreSQL transaction, no Kafka.\n\n")
+	for _, mixName := range mixNames(r.Series) {
+		fmt.Fprintf(&b, "## %s\n\n", mixName)
+		b.WriteString("| system | offered /s | answered /s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | dropped |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, s := range r.Series {
+			if s.Mix != mixName {
+				continue
+			}
+			for _, st := range s.Steps {
+				fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %d | %d |\n", s.System, st.Rate, st.Throughput, st.P50, st.P90, st.P99, st.P999, st.Max, st.Errors, st.Dropped)
+			}
+		}
+		b.WriteString("\n| system | highest rate sustained (p99 ≤ bound, no error) |\n|---|---|\n")
+		for _, s := range r.Series {
+			if s.Mix == mixName {
+				fmt.Fprintf(&b, "| %s | %.0f /s |\n", s.System, s.MaxSustained)
+			}
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("Raw results, with each step's latency CDF: `docs/bench/results.json`.\n")
+	return b.String()
+}
+
+func mixNames(ss []series) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range ss {
+		if !seen[s.Mix] {
+			seen[s.Mix] = true
+			out = append(out, s.Mix)
+		}
+	}
+	return out
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/answerback/answerback/bench/loadgen"
+)
+
+// system is one implementation of the add-item round trip, served over HTTP
+// with Answerback's API: POST /v1/orders/{id}/items answers 200 with the
+// order and the catalog items still valid for it.
+type system struct {
+	name string
+	url  string
+	// createOrder makes an order ready for add-item commands.
+	createOrder func(ctx context.Context, id string) error
+	stop        func()
+}
+
+// mix is a traffic pattern: commands spread over many orders, or many
+// clients on a few hot orders.
+type mix struct {
+	name   string
+	orders int
+}
+
+var mixes = []mix{{name: "spread (1,000 orders)", orders: 1000}, {name: "hot (10 orders)", orders: 10}}
+
+// skus is the catalog every system sells; each order cycles through it one
+// unit at a time, so an order takes skuCount×1000 commands before its lines
+// are full.
+const skuCount = 50
+
+func skuName(i int) string { return fmt.Sprintf("sku-%02d", i) }
+
+// series is one system under one mix at increasing offered rates.
+type series struct {
+	System string           `json:"system"`
+	Mix    string           `json:"mix"`
+	Steps  []loadgen.Result `json:"steps"`
+	// MaxSustained is the highest rate sustained (p99 under the bound, no
+	// error); 0 when none was.
+	MaxSustained float64 `json:"maxSustained"`
+}
+
+// client is the load generator's HTTP client, the same for every system.
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}}
+
+func measure(ctx context.Context, sys *system, m mix, p plan, log *slog.Logger) (series, error) {
+	s := series{System: sys.name, Mix: m.name}
+	prefix := fmt.Sprintf("%s-%d", map[bool]string{true: "hot", false: "spread"}[m.orders < 100], time.Now().UnixNano()%1e6)
+	orders := make([]string, m.orders)
+	for i := range orders {
+		orders[i] = fmt.Sprintf("%s-%d", prefix, i)
+		if err := sys.createOrder(ctx, orders[i]); err != nil {
+			return s, fmt.Errorf("creating order %s: %w", orders[i], err)
+		}
+	}
+	warm := loadgen.Run(ctx, loadgen.Options{Rate: 50, Duration: 2 * time.Second}, addItem(sys, orders, 0))
+	log.Info("warmed up", "system", sys.name, "mix", m.name, "ok", warm.OK, "errors", warm.Errors)
+	sent := warm.Sent
+	for _, rate := range p.Rates {
+		r := loadgen.Run(ctx, loadgen.Options{Rate: rate, Duration: p.Step}, addItem(sys, orders, sent))
+		sent += r.Sent
+		log.Info("step", "system", sys.name, "mix", m.name, "rate", rate, "ok", r.OK, "errors", r.Errors, "dropped", r.Dropped,
+			"p50", r.P50, "p99", r.P99, "throughput", r.Throughput)
+		s.Steps = append(s.Steps, r)
+		if !r.Sustained(p.P99Bound) {
+			break
+		}
+		s.MaxSustained = rate
+		if err := ctx.Err(); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// addItem is request i of a run: one unit of the next SKU on the next order.
+// offset continues the sequence across steps, so orders keep filling evenly.
+func addItem(sys *system, orders []string, offset int) func(ctx context.Context, i int) error {
+	return func(ctx context.Context, i int) error {
+		n := offset + i
+		order := orders[n%len(orders)]
+		body, _ := json.Marshal(map[string]any{"sku": skuName((n / len(orders)) % skuCount), "quantity": 1})
+		return post(ctx, sys.url+"/v1/orders/"+order+"/items", body, http.StatusOK)
+	}
+}
+
+func post(ctx context.Context, url string, body []byte, want int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return do(req, want)
+}
+
+func do(req *http.Request, want int) error {
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: %d %s", req.Method, req.URL.Path, resp.StatusCode, b)
+	}
+	return nil
+}
+
+// serveLocal serves h on a free loopback port until shutdown is called.
+func serveLocal(h http.Handler) (url string, shutdown func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }() // ends at Shutdown
+	return "http://" + ln.Addr().String(), func() { _ = srv.Shutdown(context.Background()) }, nil
+}

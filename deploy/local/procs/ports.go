@@ -1,0 +1,42 @@
+package procs
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+)
+
+// FreePort returns a loopback port nobody listens on now.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// FreeKafkaPorts returns a base port p such that p..p+n-1 (the client ports
+// of an n-node local Kafka cluster) and p+100..p+100+n-1 (its controller
+// ports) are all free now — the layout kafkalocal.Options.Port expects.
+func FreeKafkaPorts(n int) (int, error) {
+	for range 100 {
+		base := 20000 + rand.IntN(40000)
+		if allFree(base, n) && allFree(base+100, n) {
+			return base, nil
+		}
+	}
+	return 0, errors.New("no free port range for a " + fmt.Sprint(n) + "-node Kafka cluster")
+}
+
+func allFree(from, n int) bool {
+	for p := from; p < from+n; p++ {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	return true
+}

@@ -1,0 +1,100 @@
+// Package procs runs Answerback's services as separate OS processes on this
+// machine, as the chaos suite and the benchmarks need them: it builds the
+// service binaries, starts, kills and stops them, reads their CPU time and
+// memory, and puts a round-robin load balancer in front of the gateways.
+package procs
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Services are the binaries Build makes.
+var Services = []string{"gateway", "aggregator", "projector"}
+
+// Build compiles the services of the module tree at root (the repository's
+// root folder) into dir and returns dir.
+func Build(root, dir string) (string, error) {
+	for _, svc := range Services {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, svc), "./services/"+svc)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build %s: %w\n%s", svc, err, out)
+		}
+	}
+	return dir, nil
+}
+
+// Proc is one service process. Start it again after it stopped to restart it.
+type Proc struct {
+	Name string
+	Bin  string
+	Env  []string // added to this process's environment
+	Log  string   // file that receives its standard output and error
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start starts the process; its output is appended to Log.
+func (p *Proc) Start() error {
+	out, err := os.OpenFile(p.Log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.Bin)
+	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return fmt.Errorf("start %s: %w", p.Name, err)
+	}
+	done := make(chan struct{})
+	go func() { // reaps the process
+		_ = cmd.Wait()
+		out.Close()
+		close(done)
+	}()
+	p.mu.Lock()
+	p.cmd, p.done = cmd, done
+	p.mu.Unlock()
+	return nil
+}
+
+// Pid is the running process's ID, 0 when it never started.
+func (p *Proc) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// Kill sends SIGKILL and waits until the process is gone.
+func (p *Proc) Kill() { p.signal(syscall.SIGKILL) }
+
+// Stop sends SIGTERM and waits until the process is gone (SIGKILL after 20s).
+func (p *Proc) Stop() { p.signal(syscall.SIGTERM) }
+
+func (p *Proc) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}

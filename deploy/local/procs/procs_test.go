@@ -1,0 +1,90 @@
+package procs
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestProcStartKillRestart: a process starts, logs, is killed and starts again.
+func TestProcStartKillRestart(t *testing.T) {
+	t.Parallel()
+	script := filepath.Join(t.TempDir(), "run.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho started $X\nexec sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{Name: "sleeper", Bin: script, Env: []string{"X=1"}, Log: filepath.Join(t.TempDir(), "out.log")}
+	for i := range 2 {
+		if err := p.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := p.Pid()
+		if pid == 0 {
+			t.Fatal("no pid")
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			out, _ := os.ReadFile(p.Log)
+			if u, err := UsageOf(pid); err == nil && u.PeakRSS > 0 && strings.Count(string(out), "started 1") == i+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("no usage readable from /proc, or no output with the environment passed")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		p.Kill()
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+			t.Fatalf("process %d still exists after Kill", pid)
+		}
+	}
+}
+
+// TestBalancerRoundRobinSkipsDeadBackend: requests alternate between live
+// backends, and a backend that refuses connections is skipped.
+func TestBalancerRoundRobinSkipsDeadBackend(t *testing.T) {
+	t.Parallel()
+	serve := func(name string) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			_, _ = io.WriteString(w, name+":"+string(body))
+		})}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { _ = srv.Close() })
+		return ln.Addr().String()
+	}
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	b, err := StartBalancer([]string{serve("a"), deadAddr, serve("b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	seen := map[string]int{}
+	for range 6 {
+		resp, err := http.Post(b.URL()+"/x", "text/plain", strings.NewReader("hi"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		seen[string(body)]++
+	}
+	if seen["a:hi"] == 0 || seen["b:hi"] == 0 || seen["a:hi"]+seen["b:hi"] != 6 {
+		t.Fatalf("answers %v: want both live backends, the body passed on, none lost", seen)
+	}
+}

@@ -342,6 +342,17 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 	for _, rec := range records {
 		r.decideOne(rec, pending, produce, reply)
 	}
+	// One snapshot per changed aggregate and batch (the topic is compacted:
+	// only the last counts), not one per command: a hot aggregate's commands
+	// share one.
+	for id, e := range pending {
+		snap, err := json.Marshal(snapshot[S]{Version: e.version, State: e.state, Keys: e.keys, Forgotten: e.forgotten})
+		if err != nil { // decideOne checked the state encodes: not expected
+			produceErr = errors.Join(produceErr, fmt.Errorf("snapshot of %s: %w", id, err))
+			continue
+		}
+		produce(&kgo.Record{Topic: r.cfg.Topics.Snapshots, Key: []byte(id), Value: snap})
+	}
 	// Await every produce before End (franz-go #729).
 	if err := r.sess.Client().Flush(ctx); err != nil {
 		produceErr = errors.Join(produceErr, err)
@@ -450,15 +461,14 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 		r.answerDuplicate(cmd, seen, reply)
 		return
 	}
-	// commit produces next's snapshot and makes it the aggregate's state in
-	// this transaction; it fails, producing nothing, when next cannot be encoded.
+	// commit makes next the aggregate's state in this transaction (its
+	// snapshot is produced once per batch, in process); it fails, changing
+	// nothing, when next's state cannot be encoded.
 	commit := func(next entry[S]) bool {
-		snap, err := json.Marshal(snapshot[S]{Version: next.version, State: next.state, Keys: next.keys, Forgotten: next.forgotten})
-		if err != nil {
+		if _, err := json.Marshal(next.state); err != nil {
 			r.log.Error("state could not be encoded", "aggregate", cmd.AggregateID, "err", err)
 			return false
 		}
-		produce(&kgo.Record{Topic: r.cfg.Topics.Snapshots, Key: []byte(cmd.AggregateID), Value: snap})
 		pending[cmd.AggregateID] = pendingEntry[S]{entry: next, partition: rec.Partition}
 		return true
 	}

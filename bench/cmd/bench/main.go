@@ -56,14 +56,15 @@ type config struct {
 type plan struct {
 	Rates    []float64     `json:"rates"`    // offered rates, stepped up until one is not sustained
 	Step     time.Duration `json:"step"`     // length of each rate step
+	WarmUp   time.Duration `json:"warmUp"`   // at 50/s before the first step of each series
 	P99Bound time.Duration `json:"p99Bound"` // a rate is sustained when p99 stays under it with no error
 }
 
 func planFor(quick bool) plan {
 	if quick {
-		return plan{Rates: []float64{100, 300}, Step: 5 * time.Second, P99Bound: 100 * time.Millisecond}
+		return plan{Rates: []float64{100, 300}, Step: 5 * time.Second, WarmUp: 2 * time.Second, P99Bound: 100 * time.Millisecond}
 	}
-	return plan{Rates: []float64{250, 500, 1000, 1500, 2000, 3000}, Step: 10 * time.Second, P99Bound: 100 * time.Millisecond}
+	return plan{Rates: []float64{100, 250, 500, 1000, 1500, 2000, 3000}, Step: 10 * time.Second, WarmUp: 10 * time.Second, P99Bound: 100 * time.Millisecond}
 }
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {

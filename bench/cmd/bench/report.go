@@ -24,7 +24,7 @@ func (r results) markdown() string {
 		map[bool]string{true: " — a BENCH_QUICK smoke run, not figures to quote", false: ""}[r.Quick])
 	fmt.Fprintf(&b, "Machine: %s, shared by everything below: Apache Kafka %s (one broker, real, exactly-once transactions on), PostgreSQL (fsync on), the services and the load generator.\n\n", r.Machine, r.Kafka)
 	b.WriteString("Every system serves `POST /v1/orders/{id}/items` (add one unit of a SKU; answer 200 with the order and the catalog items still valid for it — 50 SKUs) and is driven **open-loop**: requests start at fixed intended times and latency counts from the intended start, so queueing shows (no coordinated omission). ")
-	fmt.Fprintf(&b, "Rates step up (%s each) until one is not sustained: p99 over %s, or any error.\n\n", r.Plan.Step, r.Plan.P99Bound)
+	fmt.Fprintf(&b, "Each series warms up for %s at 50/s; then rates step up (%s each) until one is not sustained: p99 over %s, or any error. The machine is shared and noisy: runs differ by tens of percent, more at the tail.\n\n", r.Plan.WarmUp, r.Plan.Step, r.Plan.P99Bound)
 	b.WriteString("- **Answerback**: gateway ×2 behind a round-robin load balancer → commands topic → aggregator (one transaction per batch) → events topic → projector (one PostgreSQL transaction per batch) → reply topic → gateway; each service a separate process.\n")
 	b.WriteString("- **transport floor**: the same three Kafka hops and one PostgreSQL commit per batch, no processing (no transaction, state, view or derived reply), in one process.\n")
 	b.WriteString("- **monolith floor**: one HTTP handler deciding the same command with the same domain code and building the same reply in one PostgreSQL transaction, no Kafka.\n\n")

@@ -64,7 +64,7 @@ func measure(ctx context.Context, sys *system, m mix, p plan, log *slog.Logger) 
 			return s, fmt.Errorf("creating order %s: %w", orders[i], err)
 		}
 	}
-	warm := loadgen.Run(ctx, loadgen.Options{Rate: 50, Duration: 2 * time.Second}, addItem(sys, orders, 0))
+	warm := loadgen.Run(ctx, loadgen.Options{Rate: 50, Duration: p.WarmUp}, addItem(sys, orders, 0))
 	log.Info("warmed up", "system", sys.name, "mix", m.name, "ok", warm.OK, "errors", warm.Errors)
 	sent := warm.Sent
 	for _, rate := range p.Rates {

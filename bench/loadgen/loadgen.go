@@ -28,6 +28,14 @@ type Result struct {
 	Max        float64 `json:"maxMs"`
 	// CDF holds (latency ms, fraction of OK requests at or below it) points.
 	CDF [][2]float64 `json:"cdf,omitempty"`
+	// Cost per component, filled in by the caller that knows the processes.
+	Cost map[string]Cost `json:"cost,omitempty"`
+}
+
+// Cost is what serving a run cost one component.
+type Cost struct {
+	CPUSecondsPer1000 float64 `json:"cpuSecondsPer1000"` // CPU time per 1,000 answered requests
+	PeakRSSMiB        float64 `json:"peakRssMiB"`        // the process's peak resident memory so far
 }
 
 // Sustained reports whether r met a latency bound with no error or drop.

@@ -62,6 +62,13 @@ func startAnswerback(ctx context.Context, e *env, cfg config, log *slog.Logger) 
 		return nil, err
 	}
 	sys := &system{name: "Answerback", url: lb.URL(), stop: func() { _ = lb.Close(); stopAll() }}
+	sys.pids = func() map[string]int {
+		m := map[string]int{"kafka": e.broker.Nodes()[0].Pid()}
+		for _, p := range all {
+			m[p.Name] = p.Pid()
+		}
+		return m
+	}
 	sys.createOrder = func(ctx context.Context, id string) error {
 		body, _ := json.Marshal(map[string]any{"id": id, "customerId": "bench"})
 		return retrying(ctx, func() error {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -39,6 +40,11 @@ func (r results) markdown() string {
 				fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.1f | %.1f | %.1f | %.1f | %.1f | %d | %d |\n", s.System, st.Rate, st.Throughput, st.P50, st.P90, st.P99, st.P999, st.Max, st.Errors, st.Dropped)
 			}
 		}
+		for _, s := range r.Series {
+			if s.Mix == mixName {
+				writeCost(&b, s)
+			}
+		}
 		b.WriteString("\n| system | highest rate sustained (p99 ≤ bound, no error) |\n|---|---|\n")
 		for _, s := range r.Series {
 			if s.Mix == mixName {
@@ -61,4 +67,30 @@ func mixNames(ss []series) []string {
 		}
 	}
 	return out
+}
+
+// writeCost renders what each of s's processes spent per 1,000 answered
+// commands: CPU seconds, and peak resident memory.
+func writeCost(b *strings.Builder, s series) {
+	var components []string
+	for _, st := range s.Steps {
+		for c := range st.Cost {
+			if !slices.Contains(components, c) {
+				components = append(components, c)
+			}
+		}
+	}
+	if len(components) == 0 {
+		return
+	}
+	slices.Sort(components)
+	fmt.Fprintf(b, "\n%s — CPU seconds per 1,000 commands (peak memory MiB):\n\n| offered /s | %s |\n|---|%s\n", s.System, strings.Join(components, " | "), strings.Repeat("---|", len(components)))
+	for _, st := range s.Steps {
+		fmt.Fprintf(b, "| %.0f |", st.Rate)
+		for _, c := range components {
+			cost := st.Cost[c]
+			fmt.Fprintf(b, " %.2f (%.0f) |", cost.CPUSecondsPer1000, cost.PeakRSSMiB)
+		}
+		b.WriteString("\n")
+	}
 }

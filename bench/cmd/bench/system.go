@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/answerback/answerback/bench/loadgen"
+	"github.com/answerback/answerback/deploy/local/procs"
 )
 
 // system is one implementation of the add-item round trip, served over HTTP
@@ -23,6 +24,9 @@ type system struct {
 	// createOrder makes an order ready for add-item commands.
 	createOrder func(ctx context.Context, id string) error
 	stop        func()
+	// pids names the processes whose CPU time and memory a step costs
+	// (component → pid); nil when the system runs inside the bench process.
+	pids func() map[string]int
 }
 
 // mix is a traffic pattern: commands spread over many orders, or many
@@ -68,7 +72,9 @@ func measure(ctx context.Context, sys *system, m mix, p plan, log *slog.Logger) 
 	log.Info("warmed up", "system", sys.name, "mix", m.name, "ok", warm.OK, "errors", warm.Errors)
 	sent := warm.Sent
 	for _, rate := range p.Rates {
+		before := usage(sys)
 		r := loadgen.Run(ctx, loadgen.Options{Rate: rate, Duration: p.Step}, addItem(sys, orders, sent))
+		r.Cost = costPer1000(before, usage(sys), r.OK)
 		sent += r.Sent
 		log.Info("step", "system", sys.name, "mix", m.name, "rate", rate, "ok", r.OK, "errors", r.Errors, "dropped", r.Dropped,
 			"p50", r.P50, "p99", r.P99, "throughput", r.Throughput)
@@ -126,4 +132,35 @@ func serveLocal(h http.Handler) (url string, shutdown func(), err error) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }() // ends at Shutdown
 	return "http://" + ln.Addr().String(), func() { _ = srv.Shutdown(context.Background()) }, nil
+}
+
+// usage reads the CPU time and peak memory of sys's processes.
+func usage(sys *system) map[string]procs.Usage {
+	if sys.pids == nil {
+		return nil
+	}
+	out := map[string]procs.Usage{}
+	for name, pid := range sys.pids() {
+		if u, err := procs.UsageOf(pid); err == nil {
+			out[name] = u
+		}
+	}
+	return out
+}
+
+// costPer1000 is, per component, the CPU seconds a step took per 1,000
+// answered commands and the peak resident memory so far.
+func costPer1000(before, after map[string]procs.Usage, ok int) map[string]loadgen.Cost {
+	if len(after) == 0 || ok == 0 {
+		return nil
+	}
+	out := map[string]loadgen.Cost{}
+	for name, a := range after {
+		b, seen := before[name]
+		if !seen {
+			continue
+		}
+		out[name] = loadgen.Cost{CPUSecondsPer1000: (a.CPU - b.CPU).Seconds() * 1000 / float64(ok), PeakRSSMiB: float64(a.PeakRSS) / (1 << 20)}
+	}
+	return out
 }

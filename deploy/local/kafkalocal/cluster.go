@@ -105,6 +105,9 @@ type Node struct {
 // Addr is the node's client address.
 func (n *Node) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.Port)) }
 
+// Pid is the node's process ID while it runs (0 before Start).
+func (n *Node) Pid() int { return n.pid }
+
 // LogDir is the folder the node's server.log and stdout land in.
 func (n *Node) LogDir() string { return filepath.Join(n.Dir, "logs") }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/answerback/answerback/deploy/local/procs"
 	"github.com/answerback/answerback/libs/pipeline/dlq"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/testenv"
@@ -151,19 +152,15 @@ var (
 	buildErr  error
 )
 
+// buildAggregator builds the service binaries once and returns the aggregator's.
 func buildAggregator(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "answerback-bin")
-		if err != nil {
-			buildErr = err
-			return
+		if err == nil {
+			dir, err = procs.Build("..", dir)
 		}
-		builtBin = filepath.Join(dir, "aggregator")
-		out, err := exec.Command("go", "build", "-o", builtBin, "../services/aggregator").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build aggregator: %w\n%s", err, out)
-		}
+		builtBin, buildErr = filepath.Join(dir, "aggregator"), err
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

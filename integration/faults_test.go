@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/answerback/answerback/deploy/local/procs"
 	"github.com/answerback/answerback/libs/pipeline/dlq"
@@ -338,6 +340,49 @@ func TestReplyToMissingTopicDoesNotStall(t *testing.T) {
 		status := s.mustCall(1, http.StatusOK, http.MethodGet, "/v1/commands/orphan-1", nil).json(t)
 		if status["status"] != "rejected" {
 			t.Errorf("status of the orphan command: %v, want rejected", status)
+		}
+	})
+}
+
+// TestFencedAggregatorRecovers fences the aggregator's transactional
+// producer the way the broker or a second instance does — an InitProducerID
+// for its transactional ID, which bumps the epoch — so its next transaction
+// fails with PRODUCER_FENCED, a state franz-go cannot recover from. The
+// aggregator must start a new session and answer the commands, each applied
+// once, instead of retrying the dead session for ever (as it did after a
+// broker restart in the chaos suite).
+func TestFencedAggregatorRecovers(t *testing.T) {
+	t.Parallel()
+	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
+		t.Parallel()
+		s := startStackWithOrder(t, k, stackOptions{replyWait: 25 * time.Second})
+		s.mustCall(0, http.StatusOK, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1})
+		for round := range 2 {
+			txnID := s.prefix + "orders-aggregator.agg-1"
+			init := kmsg.NewPtrInitProducerIDRequest()
+			init.TransactionalID = &txnID
+			init.TransactionTimeoutMillis = 60_000
+			resp, err := init.RequestWith(testenv.Context(t, 10*time.Second), k.Client(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+				t.Fatalf("fencing %s: %v", txnID, err)
+			}
+			for i := range 2 {
+				s.mustCall((round+i)%2, http.StatusOK, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1})
+			}
+		}
+		events := s.eventsOf("orders", "o")
+		seen := map[string]bool{}
+		for i, ev := range events {
+			if ev.Version != int64(i+1) || seen[ev.CommandID] {
+				t.Errorf("event %d: version %d of command %s (seen before: %v)", i, ev.Version, ev.CommandID, seen[ev.CommandID])
+			}
+			seen[ev.CommandID] = true
+		}
+		if len(events) != 6 { // created and five items added
+			t.Errorf("%d events on o, want 6", len(events))
 		}
 	})
 }

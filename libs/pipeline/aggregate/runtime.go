@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/answerback/answerback/libs/pipeline/dlq"
@@ -218,9 +219,72 @@ func (r *Runtime[S]) markStale(assigned map[string][]int32) {
 	}
 }
 
+// errProducerFailed marks a transactional producer that franz-go cannot
+// bring back: fenced (PRODUCER_FENCED, an epoch bumped by the coordinator
+// after a transaction timeout — a broker away for longer than the timeout —
+// or by another client with the same transactional ID) or otherwise in a
+// fatal state. Every later Begin fails; only a new session, whose
+// InitProducerID takes a fresh epoch, goes on.
+var errProducerFailed = errors.New("transactional producer failed for good")
+
 // Run consumes commands until ctx ends, then leaves the group and returns
-// nil. It returns an error only when the client cannot be created.
+// nil. It returns an error only when a client cannot be created.
 func (r *Runtime[S]) Run(ctx context.Context) error {
+	replies, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(r.cfg.Brokers...),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(5 * time.Second), // a reply nobody gets in time is useless
+		kgo.MaxBufferedRecords(10_000),
+	}, r.cfg.ClientOpts...)...)
+	if err != nil {
+		return fmt.Errorf("aggregate %s: reply client: %w", r.def.Name, err)
+	}
+	r.replies = replies
+	defer replies.Close()
+	if err := r.openSession(); err != nil {
+		return err
+	}
+	defer func() { r.sess.Close() }()
+	r.log.Info("aggregator started", "group", r.cfg.Group, "commands", r.cfg.Topics.Commands)
+	for {
+		fetches := r.sess.PollRecords(ctx, r.cfg.MaxPollRecords)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			r.log.Info("aggregator stopping")
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
+		})
+		r.dropStale()
+		records := fetches.Records()
+		if len(records) == 0 {
+			continue
+		}
+		// A shutdown lets the batch in hand finish and commit (bounded), so
+		// that the commands it holds are answered rather than redone.
+		batchCtx, cancel := ctx, context.CancelFunc(func() {})
+		if r.cfg.ShutdownDrain > 0 {
+			batchCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownDrain)
+		}
+		err := r.process(batchCtx, records)
+		cancel()
+		switch {
+		case errors.Is(err, errProducerFailed):
+			r.log.Error("transactional producer failed for good; leaving the group and joining again with a new session", "commands", len(records), "err", err)
+			r.sess.Close()
+			if err := r.openSession(); err != nil {
+				return err
+			}
+		case err != nil:
+			r.log.Warn("batch not committed; its commands will be decided again", "commands", len(records), "err", err)
+		}
+	}
+}
+
+// openSession creates the transactional consumer-group session and forgets
+// all state: whatever partitions the new session is given are restored from
+// the snapshots topic.
+func (r *Runtime[S]) openSession() error {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Brokers...),
 		kgo.ConsumerGroup(r.cfg.Group),
@@ -247,45 +311,11 @@ func (r *Runtime[S]) Run(ctx context.Context) error {
 		return fmt.Errorf("aggregate %s: %w", r.def.Name, err)
 	}
 	r.sess = sess
-	defer sess.Close()
-	replies, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(r.cfg.Brokers...),
-		kgo.ProducerLinger(0),
-		kgo.RecordDeliveryTimeout(5 * time.Second), // a reply nobody gets in time is useless
-		kgo.MaxBufferedRecords(10_000),
-	}, r.cfg.ClientOpts...)...)
-	if err != nil {
-		return fmt.Errorf("aggregate %s: reply client: %w", r.def.Name, err)
-	}
-	r.replies = replies
-	defer replies.Close()
-	r.log.Info("aggregator started", "group", r.cfg.Group, "commands", r.cfg.Topics.Commands)
-	for {
-		fetches := sess.PollRecords(ctx, r.cfg.MaxPollRecords)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
-			r.log.Info("aggregator stopping")
-			return nil
-		}
-		fetches.EachError(func(t string, p int32, err error) {
-			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
-		})
-		r.dropStale()
-		records := fetches.Records()
-		if len(records) == 0 {
-			continue
-		}
-		// A shutdown lets the batch in hand finish and commit (bounded), so
-		// that the commands it holds are answered rather than redone.
-		batchCtx, cancel := ctx, context.CancelFunc(func() {})
-		if r.cfg.ShutdownDrain > 0 {
-			batchCtx, cancel = context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownDrain)
-		}
-		err := r.process(batchCtx, records)
-		cancel()
-		if err != nil {
-			r.log.Warn("batch not committed; its commands will be decided again", "commands", len(records), "err", err)
-		}
-	}
+	clear(r.state)
+	r.mu.Lock()
+	clear(r.stale)
+	r.mu.Unlock()
+	return nil
 }
 
 // dropStale forgets the state of partitions whose ownership changed: it is
@@ -313,10 +343,13 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 	}
 	if err := r.sess.Begin(); err != nil {
 		// A transaction left open by a failed End (see endOpen) blocks
-		// every Begin: end it, then begin.
-		r.endOpen(ctx)
-		if err := r.sess.Begin(); err != nil {
+		// every Begin: end it, then begin. A Begin that still fails has a
+		// producer ID that franz-go could not recover.
+		if err := r.endOpen(ctx); err != nil {
 			return err
+		}
+		if err := r.sess.Begin(); err != nil {
+			return fmt.Errorf("%w: %w", errProducerFailed, err)
 		}
 	}
 	var (
@@ -363,7 +396,9 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 	}
 	committed, err := r.sess.End(ctx, try)
 	if err != nil {
-		r.endOpen(ctx)
+		if openErr := r.endOpen(ctx); openErr != nil {
+			return errors.Join(err, openErr)
+		}
 	}
 	if err != nil || !committed {
 		return errors.Join(produceErr, err, errors.New("transaction aborted"))
@@ -402,22 +437,35 @@ func (r *Runtime[S]) sendReplies(replies []*kgo.Record) {
 // it flushes (the broker was away longer than the batch's bound). Without
 // this every later Begin fails and the partition stalls for good — as the
 // chaos suite's broker restart showed. It retries until the abort goes
-// through or ctx's run ends.
-func (r *Runtime[S]) endOpen(ctx context.Context) {
+// through or ctx's run ends, and returns an error wrapping errProducerFailed
+// at once when the broker's answer says the producer is fenced or otherwise
+// failed for good (retrying that would stall the partitions for good too).
+func (r *Runtime[S]) endOpen(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
 		abortCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.TransactionTimeout)
 		_, err := r.sess.End(abortCtx, kgo.TryAbort)
 		cancel()
 		if err == nil {
-			return
+			return nil
+		}
+		if producerFailed(err) {
+			return fmt.Errorf("%w: %w", errProducerFailed, err)
 		}
 		r.log.Warn("aborting the open transaction failed; retrying", "attempt", attempt+1, "err", err)
 		select {
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		case <-time.After(min(time.Duration(attempt+1)*200*time.Millisecond, 2*time.Second)):
 		}
 	}
+}
+
+// producerFailed reports whether err is the broker's definitive answer that
+// the transactional producer cannot go on: a non-retriable Kafka error such
+// as PRODUCER_FENCED or INVALID_PRODUCER_EPOCH.
+func producerFailed(err error) bool {
+	var ke *kerr.Error
+	return errors.As(err, &ke) && !ke.Retriable && ke.Code != kerr.UnknownServerError.Code
 }
 
 // decideOne decides one command record, producing its consequences.

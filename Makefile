@@ -26,7 +26,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 SCHEMATHESIS_VERSION := 4.32.5
 SCHEMATHESIS         := $(CACHE)/venv/bin/schemathesis
 
-.PHONY: help run test test-unit test-integration fuzz chaos bench bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
+.PHONY: help run test test-unit test-integration fuzz chaos bench bench-stages bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -84,7 +84,7 @@ $(SCHEMATHESIS):
 CHAOS_PHASE  ?= 20s
 CHAOS_REPORT ?= $(CURDIR)/docs/RELIABILITY.md
 chaos: ## the chaos suite: services as processes, faults injected under load, invariants checked; writes CHAOS_REPORT (docs/RELIABILITY.md)
-	@cd integration && KAFKA_JARS_CACHE=$(CACHE)/kafka CHAOS_PHASE=$(CHAOS_PHASE) CHAOS_REPORT=$(CHAOS_REPORT) \
+	@cd integration && KAFKA_JARS_CACHE=$(CACHE)/kafka CHAOS_PHASE=$(CHAOS_PHASE) CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) \
 	  $(GO) test -tags chaos -count=1 -v -timeout 30m -run TestChaos ./chaos/
 
 FUZZTIME ?= 10s
@@ -102,7 +102,10 @@ fuzz: ## run every fuzz target (go test -fuzz) for FUZZTIME each; seeds live in 
 BENCH_REPORT  ?= $(CURDIR)/docs/BENCHMARKS.md
 BENCH_RESULTS ?= $(CURDIR)/docs/bench/results.json
 bench: ## open-loop latency and throughput of Answerback beside the transport and monolith floors (BENCH_QUICK=1: a 1-minute smoke); writes BENCH_REPORT
-	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -report $(BENCH_REPORT) -results $(BENCH_RESULTS)
+	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -report $(abspath $(BENCH_REPORT)) -results $(abspath $(BENCH_RESULTS))
+
+bench-stages: ## where Answerback's round trip spends its time at no load (gateway, aggregator, commit and projection, reply), on the bench's stack
+	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -stages-only
 
 bench-roundtrip: ## single-client round-trip latency (p50/p90/p99) on real Kafka and PostgreSQL, started like make test
 	@set -euo pipefail; \

@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -32,6 +33,7 @@ func main() {
 	flag.StringVar(&cfg.report, "report", "", "write the Markdown report here (default: <root>/docs/BENCHMARKS.md)")
 	flag.StringVar(&cfg.results, "results", "", "write the raw results here (default: <root>/docs/bench/results.json)")
 	flag.BoolVar(&cfg.quick, "quick", os.Getenv("BENCH_QUICK") != "", "a one-minute smoke run (env BENCH_QUICK)")
+	flag.BoolVar(&cfg.stagesOnly, "stages-only", false, "only split Answerback's round trip by stage at no load, print it and stop")
 	flag.Parse()
 	if cfg.report == "" {
 		cfg.report = filepath.Join(cfg.root, "docs", "BENCHMARKS.md")
@@ -49,7 +51,7 @@ func main() {
 
 type config struct {
 	root, cache, report, results string
-	quick                        bool
+	quick, stagesOnly            bool
 }
 
 // plan is what one run measures.
@@ -83,6 +85,16 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	defer ab.stop()
 	systems = append(systems, ab)
+	probe, err := probeStages(ctx, ab, env.brokers, map[bool]int{true: 50, false: 300}[cfg.quick])
+	if err != nil {
+		return fmt.Errorf("stage probe: %w", err)
+	}
+	if cfg.stagesOnly {
+		var b strings.Builder
+		writeStages(&b, probe)
+		fmt.Print(b.String())
+		return nil
+	}
 	tf, err := startTransportFloor(ctx, env, log)
 	if err != nil {
 		return err
@@ -96,7 +108,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	defer mf.stop()
 	systems = append(systems, mf)
 
-	res := results{Machine: describeMachine(), Plan: p, Kafka: env.kafkaVersion, Quick: cfg.quick}
+	res := results{Machine: describeMachine(), Plan: p, Kafka: env.kafkaVersion, Quick: cfg.quick, Stages: probe}
 	for _, mix := range mixes {
 		for _, sys := range systems {
 			series, err := measure(ctx, sys, mix, p, log)
@@ -113,6 +125,15 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	raw, _ := json.MarshalIndent(res, "", "  ")
 	if err := os.WriteFile(cfg.results, append(raw, '\n'), 0o644); err != nil {
 		return err
+	}
+	plotDir := filepath.Dir(cfg.results)
+	if res.Plots, err = writePlots(res, plotDir); err != nil {
+		return fmt.Errorf("plots: %w", err)
+	}
+	if rel, err := filepath.Rel(filepath.Dir(cfg.report), plotDir); err == nil {
+		for i, name := range res.Plots {
+			res.Plots[i] = filepath.ToSlash(filepath.Join(rel, name))
+		}
 	}
 	report := res.markdown()
 	fmt.Println(report)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,10 @@ type results struct {
 	Plan    plan     `json:"plan"`
 	Took    string   `json:"took"`
 	Series  []series `json:"series"`
+	// Stages splits Answerback's round trip at no load.
+	Stages stageProbe `json:"stages"`
+	// Plots are the PNG files drawn from the run, relative to the report.
+	Plots []string `json:"-"`
 }
 
 // markdown renders the run as docs/BENCHMARKS.md.
@@ -29,6 +34,7 @@ func (r results) markdown() string {
 	b.WriteString("- **Answerback**: gateway ×2 behind a round-robin load balancer → commands topic → aggregator (one transaction per batch) → events topic → projector (one PostgreSQL transaction per batch) → reply topic → gateway; each service a separate process.\n")
 	b.WriteString("- **transport floor**: the same three Kafka hops and one PostgreSQL commit per batch, no processing (no transaction, state, view or derived reply), in one process.\n")
 	b.WriteString("- **monolith floor**: one HTTP handler deciding the same command with the same domain code and building the same reply in one PostgreSQL transaction, no Kafka.\n\n")
+	writeStages(&b, r.Stages)
 	for _, mixName := range mixNames(r.Series) {
 		fmt.Fprintf(&b, "## %s\n\n", mixName)
 		b.WriteString("| system | offered /s | answered /s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | dropped |\n|---|---|---|---|---|---|---|---|---|---|\n")
@@ -52,6 +58,12 @@ func (r results) markdown() string {
 			}
 		}
 		b.WriteString("\n")
+	}
+	if len(r.Plots) > 0 {
+		b.WriteString("## Plots\n\n")
+		for _, p := range r.Plots {
+			fmt.Fprintf(&b, "![%s](%s)\n\n", strings.TrimSuffix(filepath.Base(p), ".png"), p)
+		}
 	}
 	b.WriteString("Raw results, with each step's latency CDF: `docs/bench/results.json`.\n")
 	return b.String()
@@ -94,3 +106,17 @@ func writeCost(b *strings.Builder, s series) {
 		b.WriteString("\n")
 	}
 }
+
+// writeStages renders where Answerback's round trip spends its time.
+func writeStages(b *strings.Builder, p stageProbe) {
+	if len(p.Stages) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "## Where the time goes\n\nAnswerback's round trip at no load (%d commands one after the other on one order), split by the timestamps of the records each command leaves: the command (stamped by the gateway), its first event (by the aggregator) and the reply (by the projector).\n\n| stage | p50 ms | p90 ms | what happens |\n|---|---|---|---|\n", p.Commands)
+	for _, s := range p.Stages {
+		fmt.Fprintf(b, "| %s | %.1f | %.1f | %s |\n", s.Name, ms(s.P50), ms(s.P90), s.What)
+	}
+	b.WriteString("\n")
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

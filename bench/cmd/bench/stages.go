@@ -131,7 +131,7 @@ func commandStamps(ctx context.Context, brokers []string, want int, commands, ev
 		fetches.EachRecord(func(r *kgo.Record) {
 			id := ""
 			for _, h := range r.Headers {
-				if h.Key == envelope.HCommandID {
+				if h.Key == envelope.HCommandID || h.Key == envelope.CECorrelationID { // commands and replies; events
 					id = string(h.Value)
 				}
 			}

@@ -298,6 +298,11 @@ func (r *Runtime[S]) openSession() error {
 		kgo.ConsumeTopics(r.cfg.Topics.Commands),
 		kgo.TransactionalID(r.cfg.Group + "." + r.cfg.InstanceID),
 		kgo.TransactionTimeout(r.cfg.TransactionTimeout),
+		// A transaction begun right after the last one committed finds the
+		// coordinator still writing that one's markers and is told
+		// CONCURRENT_TRANSACTIONS; franz-go's default 20 ms backoff then
+		// adds 20 ms to nearly every transaction of a busy aggregator.
+		kgo.ConcurrentTransactionsBackoff(2 * time.Millisecond),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(0),

@@ -3,7 +3,8 @@
 //
 // Configuration (environment, flags override): KAFKA_BROKERS, METRICS_ADDR, TOPIC_PREFIX,
 // INSTANCE_ID (default: the host name; keep it stable across restarts so a
-// restart fences the previous incarnation at once).
+// restart fences the previous incarnation at once), PARTITIONS (of the topics
+// it creates when missing; default 6).
 package main
 
 import (
@@ -20,8 +21,13 @@ func main() {
 	f := service.NewFlags("aggregator")
 	kafka := f.Kafka()
 	instance := f.String("instance-id", "INSTANCE_ID", service.Hostname(), "this instance's stable name")
+	partitions := f.Int("partitions", "PARTITIONS", 6, "partitions of the topics created when missing (commands and snapshots must agree)")
 	metrics := f.Metrics()
 	f.ParseOrExit(os.Args[1:])
+	if *partitions < 1 || *partitions > 10_000 {
+		log.Error("partitions out of range", "partitions", *partitions, "want", "1..10000")
+		os.Exit(2)
+	}
 	brokers, prefix := kafka()
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
@@ -31,7 +37,7 @@ func main() {
 		os.Exit(2)
 	}
 	defer func() { cancel(); waitMetrics() }() // the server stops when ctx ends
-	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, InstanceID: *instance, Logger: log, ClientOpts: []kgo.Opt{service.KafkaClientLogger("aggregator")}}); err != nil {
+	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, InstanceID: *instance, Partitions: int32(*partitions), Logger: log, ClientOpts: []kgo.Opt{service.KafkaClientLogger("aggregator")}}); err != nil {
 		log.Error("aggregator failed", "err", err)
 		os.Exit(1)
 	}

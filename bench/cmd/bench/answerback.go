@@ -13,23 +13,35 @@ import (
 	"github.com/answerback/answerback/deploy/local/procs"
 )
 
-// startAnswerback runs the product as it is deployed: a projector, an
-// aggregator and two gateways as separate processes on the run's broker and
-// database, behind a round-robin load balancer; then seeds the catalog.
-func startAnswerback(ctx context.Context, e *env, cfg config, log *slog.Logger) (*system, error) {
+// layout is how one Answerback deployment is laid out on the run's broker
+// and database.
+type layout struct {
+	prefix     string // topic prefix ("" for the main series)
+	database   string
+	partitions int // of the commands, events and snapshots topics
+	instances  int // aggregators and projectors each
+}
+
+var defaultLayout = layout{database: "answerback", partitions: 6, instances: 1}
+
+// startAnswerback runs the product as it is deployed: projectors, aggregators
+// and two gateways as separate processes on the run's broker and database,
+// behind a round-robin load balancer; then seeds the catalog.
+func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slog.Logger) (*system, error) {
 	bin, err := procs.Build(cfg.root, filepath.Join(e.dir, "bin"))
 	if err != nil {
 		return nil, err
 	}
-	dsn, err := e.database(ctx, "answerback")
+	dsn, err := e.database(ctx, l.database)
 	if err != nil {
 		return nil, err
 	}
-	common := []string{"KAFKA_BROKERS=" + strings.Join(e.brokers, ","), "DATABASE_URL=" + dsn, "LOG_LEVEL=warn"}
+	common := []string{"KAFKA_BROKERS=" + strings.Join(e.brokers, ","), "DATABASE_URL=" + dsn, "LOG_LEVEL=warn",
+		"TOPIC_PREFIX=" + l.prefix, fmt.Sprintf("PARTITIONS=%d", l.partitions)}
 	var all []*procs.Proc
 	newProc := func(name string, env ...string) *procs.Proc {
 		svc, _, _ := strings.Cut(name, "-")
-		p := &procs.Proc{Name: name, Bin: filepath.Join(bin, svc), Env: append(append([]string{}, common...), env...), Log: filepath.Join(e.dir, name+".log")}
+		p := &procs.Proc{Name: name, Bin: filepath.Join(bin, svc), Env: append(append([]string{}, common...), env...), Log: filepath.Join(e.dir, l.database+"-"+name+".log")}
 		all = append(all, p)
 		return p
 	}
@@ -39,8 +51,10 @@ func startAnswerback(ctx context.Context, e *env, cfg config, log *slog.Logger) 
 		}
 	}
 	var gateways []string
-	newProc("projector-1")
-	newProc("aggregator-1", "INSTANCE_ID=bench-agg1")
+	for i := 1; i <= l.instances; i++ {
+		newProc(fmt.Sprintf("projector-%d", i))
+		newProc(fmt.Sprintf("aggregator-%d", i), fmt.Sprintf("INSTANCE_ID=bench-agg%d", i))
+	}
 	for i := 1; i <= 2; i++ {
 		port, err := procs.FreePort()
 		if err != nil {
@@ -69,10 +83,21 @@ func startAnswerback(ctx context.Context, e *env, cfg config, log *slog.Logger) 
 		}
 		return m
 	}
-	sys.createOrder = func(ctx context.Context, id string) error {
+	sys.createOrder = createOrderAt(sys.url)
+	if err := seedCatalog(ctx, sys.url); err != nil {
+		sys.stop()
+		return nil, fmt.Errorf("seeding the catalog (logs in %s): %w", e.dir, err)
+	}
+	log.Info("Answerback up", "url", sys.url, "gateways", gateways)
+	return sys, nil
+}
+
+// createOrderAt creates orders through the API at base.
+func createOrderAt(base string) func(ctx context.Context, id string) error {
+	return func(ctx context.Context, id string) error {
 		body, _ := json.Marshal(map[string]any{"id": id, "customerId": "bench"})
 		return retrying(ctx, func() error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, sys.url+"/v1/orders", strings.NewReader(string(body)))
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/orders", strings.NewReader(string(body)))
 			if err != nil {
 				return err
 			}
@@ -81,12 +106,6 @@ func startAnswerback(ctx context.Context, e *env, cfg config, log *slog.Logger) 
 			return do(req, http.StatusCreated)
 		})
 	}
-	if err := seedCatalog(ctx, sys.url); err != nil {
-		sys.stop()
-		return nil, fmt.Errorf("seeding the catalog (logs in %s): %w", e.dir, err)
-	}
-	log.Info("Answerback up", "url", sys.url, "gateways", gateways)
-	return sys, nil
 }
 
 // seedCatalog puts skuCount items on sale through the API at base.

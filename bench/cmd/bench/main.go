@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -66,7 +67,7 @@ func planFor(quick bool) plan {
 	if quick {
 		return plan{Rates: []float64{100, 300}, Step: 5 * time.Second, WarmUp: 2 * time.Second, P99Bound: 100 * time.Millisecond}
 	}
-	return plan{Rates: []float64{100, 250, 500, 1000, 1500, 2000, 3000}, Step: 10 * time.Second, WarmUp: 10 * time.Second, P99Bound: 100 * time.Millisecond}
+	return plan{Rates: []float64{100, 250, 500, 1000, 1500, 2000, 3000}, Step: 8 * time.Second, WarmUp: 8 * time.Second, P99Bound: 100 * time.Millisecond}
 }
 
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
@@ -79,10 +80,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	defer env.stop()
 
 	var systems []*system
-	ab, err := startAnswerback(ctx, env, cfg, log)
+	ab, err := startAnswerback(ctx, env, cfg, defaultLayout, log)
 	if err != nil {
 		return err
 	}
+	ab.stop = sync.OnceFunc(ab.stop) // stopped before the scaling matrix, and on the way out
 	defer ab.stop()
 	systems = append(systems, ab)
 	probe, err := probeStages(ctx, ab, env.brokers, map[bool]int{true: 50, false: 300}[cfg.quick])
@@ -95,16 +97,25 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		fmt.Print(b.String())
 		return nil
 	}
+	emb, err := startEmbedded(ctx, env, cfg, log)
+	if err != nil {
+		return err
+	}
+	emb.stop = sync.OnceFunc(emb.stop) // stopped before the scaling matrix, and on the way out
+	defer emb.stop()
+	systems = append(systems, emb)
 	tf, err := startTransportFloor(ctx, env, log)
 	if err != nil {
 		return err
 	}
+	tf.stop = sync.OnceFunc(tf.stop) // stopped before the scaling matrix, and on the way out
 	defer tf.stop()
 	systems = append(systems, tf)
 	mf, err := startMonolithFloor(ctx, env, log)
 	if err != nil {
 		return err
 	}
+	mf.stop = sync.OnceFunc(mf.stop) // stopped before the scaling matrix, and on the way out
 	defer mf.stop()
 	systems = append(systems, mf)
 
@@ -118,6 +129,16 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			res.Series = append(res.Series, series)
 		}
 	}
+	// The matrix runs after the main series, with their systems stopped, so
+	// that only the configuration measured uses the machine.
+	for _, sys := range systems {
+		sys.stop()
+	}
+	sp := scalingPlanFor(cfg.quick)
+	if res.Scaling, err = measureScaling(ctx, env, cfg, sp, log); err != nil {
+		return err
+	}
+	res.ScalingPlan = sp
 	res.Took = time.Since(started).Round(time.Second).String()
 	if err := os.MkdirAll(filepath.Dir(cfg.results), 0o755); err != nil {
 		return err
@@ -129,6 +150,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	plotDir := filepath.Dir(cfg.results)
 	if res.Plots, err = writePlots(res, plotDir); err != nil {
 		return fmt.Errorf("plots: %w", err)
+	}
+	if len(res.Scaling) > 0 {
+		if err := plotScaling(res.Scaling, filepath.Join(plotDir, "throughput-vs-partitions.png")); err != nil {
+			return fmt.Errorf("plots: %w", err)
+		}
+		res.Plots = append(res.Plots, "throughput-vs-partitions.png")
 	}
 	if rel, err := filepath.Rel(filepath.Dir(cfg.report), plotDir); err == nil {
 		for i, name := range res.Plots {

@@ -189,6 +189,8 @@ type scalingPoint struct {
 	Partitions   int     `json:"partitions"`
 	Instances    int     `json:"instances"` // aggregators and projectors each
 	MaxSustained float64 `json:"maxSustained"`
+	// Steps are the rates tried, the last one not sustained.
+	Steps []loadgen.Result `json:"steps,omitempty"`
 }
 
 // plotScaling draws max sustained rate against partitions, one line per

@@ -17,7 +17,9 @@ type results struct {
 	Took    string   `json:"took"`
 	Series  []series `json:"series"`
 	// Stages splits Answerback's round trip at no load.
-	Stages stageProbe `json:"stages"`
+	Stages      stageProbe     `json:"stages"`
+	ScalingPlan scalingPlan    `json:"scalingPlan"`
+	Scaling     []scalingPoint `json:"scaling"`
 	// Plots are the PNG files drawn from the run, relative to the report.
 	Plots []string `json:"-"`
 }
@@ -32,6 +34,7 @@ func (r results) markdown() string {
 	b.WriteString("Every system serves `POST /v1/orders/{id}/items` (add one unit of a SKU; answer 200 with the order and the catalog items still valid for it — 50 SKUs) and is driven **open-loop**: requests start at fixed intended times and latency counts from the intended start, so queueing shows (no coordinated omission). ")
 	fmt.Fprintf(&b, "Each series warms up for %s at 50/s; then rates step up (%s each) until one is not sustained: p99 over %s, or any error. The machine is shared and noisy: runs differ by tens of percent, more at the tail.\n\n", r.Plan.WarmUp, r.Plan.Step, r.Plan.P99Bound)
 	b.WriteString("- **Answerback**: gateway ×2 behind a round-robin load balancer → commands topic → aggregator (one transaction per batch) → events topic → projector (one PostgreSQL transaction per batch) → reply topic → gateway; each service a separate process.\n")
+	b.WriteString("- **Answerback, embedded (kfake)**: the embedded default behind `make run` — the same services and two gateways behind a load balancer in one process, on franz-go's in-process kfake broker instead of Apache Kafka, and the same PostgreSQL.\n")
 	b.WriteString("- **transport floor**: the same three Kafka hops and one PostgreSQL commit per batch, no processing (no transaction, state, view or derived reply), in one process.\n")
 	b.WriteString("- **monolith floor**: one HTTP handler deciding the same command with the same domain code and building the same reply in one PostgreSQL transaction, no Kafka.\n\n")
 	writeStages(&b, r.Stages)
@@ -59,6 +62,7 @@ func (r results) markdown() string {
 		}
 		b.WriteString("\n")
 	}
+	writeScaling(&b, r.ScalingPlan, r.Scaling)
 	if len(r.Plots) > 0 {
 		b.WriteString("## Plots\n\n")
 		for _, p := range r.Plots {
@@ -120,3 +124,21 @@ func writeStages(b *strings.Builder, p stageProbe) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// writeScaling renders the scaling matrix: the highest rate each layout
+// sustained, and its p50 at the first rate.
+func writeScaling(b *strings.Builder, sp scalingPlan, points []scalingPoint) {
+	if len(points) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "## Scaling: partitions × instances\n\nAnswerback alone on the machine, a fresh deployment per cell (own topics and database), aggregators and projectors %v instances each, spread over %d orders; rates %v/s, %s each after %s of warm-up, stepped up until p99 over %s or an error.\n\n", sp.Instances, sp.Orders, sp.Rates, sp.Step, sp.WarmUp, sp.P99Bound)
+	b.WriteString("| partitions | instances | highest rate sustained /s | p50 ms at the first rate | p99 ms at the first rate |\n|---|---|---|---|---|\n")
+	for _, p := range points {
+		var p50, p99 float64
+		if len(p.Steps) > 0 {
+			p50, p99 = p.Steps[0].P50, p.Steps[0].P99
+		}
+		fmt.Fprintf(b, "| %d | %d | %.0f | %.1f | %.1f |\n", p.Partitions, p.Instances, p.MaxSustained, p50, p99)
+	}
+	b.WriteString("\n")
+}

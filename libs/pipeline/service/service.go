@@ -8,9 +8,11 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,14 +35,31 @@ func (f Flags) String(name, env, def, usage string) *string {
 	return f.FlagSet.String(name, def, usage+" (env "+env+")")
 }
 
-// Duration defines a duration flag whose default is $env, else def.
+// Duration defines a duration flag whose default is $env, else def. A
+// malformed $env exits 2, as a malformed flag does.
 func (f Flags) Duration(name, env string, def time.Duration, usage string) *time.Duration {
 	if v, ok := os.LookupEnv(env); ok && v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			def = d
-		}
+		def = mustParseEnv(env, v, time.ParseDuration)
 	}
 	return f.FlagSet.Duration(name, def, usage+" (env "+env+")")
+}
+
+// Int defines an int flag whose default is $env, else def. A malformed $env
+// exits 2, as a malformed flag does.
+func (f Flags) Int(name, env string, def int, usage string) *int {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		def = mustParseEnv(env, v, strconv.Atoi)
+	}
+	return f.FlagSet.Int(name, def, usage+" (env "+env+")")
+}
+
+func mustParseEnv[T any](env, v string, parse func(string) (T, error)) T {
+	t, err := parse(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "invalid value %q for environment variable %s: %v\n", v, env, err)
+		os.Exit(2)
+	}
+	return t
 }
 
 // List splits a comma-separated value, dropping empty items.

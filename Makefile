@@ -26,7 +26,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 SCHEMATHESIS_VERSION := 4.32.5
 SCHEMATHESIS         := $(CACHE)/venv/bin/schemathesis
 
-.PHONY: help run test test-unit test-integration fuzz chaos bench bench-stages bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
+.PHONY: help run test test-unit test-integration fuzz chaos bench bench-stages bench-data bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ bench: ## open-loop latency and throughput of Answerback beside the transport an
 
 bench-stages: ## where Answerback's round trip spends its time at no load (gateway, aggregator, commit and projection, reply), on the bench's stack
 	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -stages-only
+
+bench-data: ## the reply query (order, lines, validItems) against views of 10k and 1M orders and catalogs of 10, 1k and 100k items; writes docs/bench/data-size.md
+	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -data-size-only -results $(abspath $(BENCH_RESULTS))
 
 bench-roundtrip: ## single-client round-trip latency (p50/p90/p99) on real Kafka and PostgreSQL, started like make test
 	@set -euo pipefail; \

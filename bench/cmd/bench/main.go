@@ -35,6 +35,7 @@ func main() {
 	flag.StringVar(&cfg.results, "results", "", "write the raw results here (default: <root>/docs/bench/results.json)")
 	flag.BoolVar(&cfg.quick, "quick", os.Getenv("BENCH_QUICK") != "", "a one-minute smoke run (env BENCH_QUICK)")
 	flag.BoolVar(&cfg.stagesOnly, "stages-only", false, "only split Answerback's round trip by stage at no load, print it and stop")
+	flag.BoolVar(&cfg.dataSizeOnly, "data-size-only", false, "only time the reply query against views of 10k and 1M orders and catalogs of 10, 1k and 100k items; write <results folder>/data-size.md")
 	flag.Parse()
 	if cfg.report == "" {
 		cfg.report = filepath.Join(cfg.root, "docs", "BENCHMARKS.md")
@@ -53,6 +54,7 @@ func main() {
 type config struct {
 	root, cache, report, results string
 	quick, stagesOnly            bool
+	dataSizeOnly                 bool
 }
 
 // plan is what one run measures.
@@ -79,6 +81,21 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	defer env.stop()
 
+	if cfg.dataSizeOnly {
+		points, err := measureDataSize(ctx, env, []int{10_000, 1_000_000}, []int{10, 1_000, 100_000}, log)
+		if err != nil {
+			return err
+		}
+		var b strings.Builder
+		b.WriteString("# Benchmarks: data size\n\n")
+		fmt.Fprintf(&b, "Written by `make bench-data` on %s. Machine: %s; PostgreSQL with fsync on.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), describeMachine())
+		writeDataSize(&b, points)
+		fmt.Print(b.String())
+		if err := os.MkdirAll(filepath.Dir(cfg.results), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(filepath.Dir(cfg.results), "data-size.md"), []byte(b.String()), 0o644)
+	}
 	var systems []*system
 	ab, err := startAnswerback(ctx, env, cfg, defaultLayout, log)
 	if err != nil {

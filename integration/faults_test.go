@@ -41,7 +41,7 @@ func TestAggregatorCrashLosesNothing(t *testing.T) {
 				s.seedCatalog(defaultCatalog)
 				s.stop("aggregator-agg-1")
 
-				start, kill := s.inProcessAggregator, s.stop
+				start, kill := s.inProcessAggregator, func(instance string) { s.stop("aggregator-" + instance) }
 				if mode == "sigkill" {
 					start, kill = s.processAggregator(t), s.killProcess
 				}
@@ -348,9 +348,10 @@ func TestReplyToMissingTopicDoesNotStall(t *testing.T) {
 // producer the way the broker or a second instance does — an InitProducerID
 // for its transactional ID, which bumps the epoch — so its next transaction
 // fails with PRODUCER_FENCED, a state franz-go cannot recover from. The
-// aggregator must start a new session and answer the commands, each applied
-// once, instead of retrying the dead session for ever (as it did after a
-// broker restart in the chaos suite).
+// aggregator must stop with aggregate.ErrProducerFenced — here the stack
+// restarts it, as a supervisor would — instead of retrying the dead session
+// for ever (as it did after a broker restart in the chaos suite); the
+// commands are then answered, each applied once.
 func TestFencedAggregatorRecovers(t *testing.T) {
 	t.Parallel()
 	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
@@ -383,6 +384,9 @@ func TestFencedAggregatorRecovers(t *testing.T) {
 		}
 		if len(events) != 6 { // created and five items added
 			t.Errorf("%d events on o, want 6", len(events))
+		}
+		if n := s.fencedRestarts.Load(); n < 1 {
+			t.Errorf("the aggregator was restarted %d times after being fenced; want at least 1 (was it fenced?)", n)
 		}
 	})
 }

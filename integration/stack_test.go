@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/answerback/answerback/libs/pipeline/aggregate"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 	"github.com/answerback/answerback/libs/projector"
@@ -39,6 +42,9 @@ type stack struct {
 	mu      sync.Mutex
 	procs   map[string]*component
 	killers sync.Map // instance → *os.Process of aggregators run as processes
+	// fencedRestarts counts in-process aggregators restarted after they
+	// stopped fenced.
+	fencedRestarts atomic.Int64
 }
 
 type component struct {
@@ -137,9 +143,16 @@ func (s *stack) startAggregator(instance string) { s.startAggregatorDrain(instan
 // makes stopping it abort the transaction in hand, as a crash would.
 func (s *stack) startAggregatorDrain(instance string, drain time.Duration) {
 	s.run("aggregator-"+instance, func(ctx context.Context) {
-		err := aggapp.Run(ctx, aggapp.Config{Brokers: s.k.Seeds, TopicPrefix: s.prefix, InstanceID: instance, ShutdownDrain: drain, Logger: testLogger(s.t)})
-		if err != nil {
-			s.t.Errorf("aggregator %s: %v", instance, err)
+		for { // as a supervisor does, restart an instance that stopped because it was fenced
+			err := aggapp.Run(ctx, aggapp.Config{Brokers: s.k.Seeds, TopicPrefix: s.prefix, InstanceID: instance, ShutdownDrain: drain, Logger: testLogger(s.t)})
+			if errors.Is(err, aggregate.ErrProducerFenced) && ctx.Err() == nil {
+				s.fencedRestarts.Add(1)
+				continue
+			}
+			if err != nil {
+				s.t.Errorf("aggregator %s: %v", instance, err)
+			}
+			return
 		}
 	})
 }

@@ -15,7 +15,7 @@ import (
 type proc struct{ procs.Proc }
 
 func newProcess(name, bin string, env []string, log string) *proc {
-	return &proc{procs.Proc{Name: name, Bin: bin, Env: env, Log: log}}
+	return &proc{procs.Proc{Name: name, Bin: bin, Env: env, Log: log, RestartOnFailure: true}}
 }
 
 func (p *proc) start(t *testing.T) {

@@ -41,7 +41,7 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 	var all []*procs.Proc
 	newProc := func(name string, env ...string) *procs.Proc {
 		svc, _, _ := strings.Cut(name, "-")
-		p := &procs.Proc{Name: name, Bin: filepath.Join(bin, svc), Env: append(append([]string{}, common...), env...), Log: filepath.Join(e.dir, l.database+"-"+name+".log")}
+		p := &procs.Proc{Name: name, Bin: filepath.Join(bin, svc), Env: append(append([]string{}, common...), env...), Log: filepath.Join(e.dir, l.database+"-"+name+".log"), RestartOnFailure: true}
 		all = append(all, p)
 		return p
 	}

@@ -36,10 +36,15 @@ type Proc struct {
 	Bin  string
 	Env  []string // added to this process's environment
 	Log  string   // file that receives its standard output and error
+	// RestartOnFailure starts the process again, as a supervisor
+	// (Kubernetes, systemd) does, when it exits with an error on its own —
+	// not after Kill or Stop.
+	RestartOnFailure bool
 
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
+	mu       sync.Mutex
+	cmd      *exec.Cmd
+	done     chan struct{}
+	stopping bool // Kill or Stop was called since the last Start
 }
 
 // Start starts the process; its output is appended to Log.
@@ -56,14 +61,26 @@ func (p *Proc) Start() error {
 		return fmt.Errorf("start %s: %w", p.Name, err)
 	}
 	done := make(chan struct{})
-	go func() { // reaps the process
-		_ = cmd.Wait()
-		out.Close()
-		close(done)
-	}()
 	p.mu.Lock()
-	p.cmd, p.done = cmd, done
+	p.cmd, p.done, p.stopping = cmd, done, false
 	p.mu.Unlock()
+	go func() { // reaps the process, and restarts it when asked to
+		err := cmd.Wait()
+		out.Close()
+		p.mu.Lock()
+		restart := p.RestartOnFailure && err != nil && !p.stopping
+		p.mu.Unlock()
+		close(done)
+		if restart {
+			time.Sleep(200 * time.Millisecond)
+			p.mu.Lock()
+			stopped := p.stopping // Kill or Stop while it was down
+			p.mu.Unlock()
+			if !stopped {
+				_ = p.Start() // a start that fails leaves it stopped, as a crash loop would
+			}
+		}
+	}()
 	return nil
 }
 
@@ -86,6 +103,7 @@ func (p *Proc) Stop() { p.signal(syscall.SIGTERM) }
 func (p *Proc) signal(sig syscall.Signal) {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
+	p.stopping = true
 	p.mu.Unlock()
 	if cmd == nil {
 		return

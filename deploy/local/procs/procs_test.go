@@ -88,3 +88,35 @@ func TestBalancerRoundRobinSkipsDeadBackend(t *testing.T) {
 		t.Fatalf("answers %v: want both live backends, the body passed on, none lost", seen)
 	}
 }
+
+// A process that fails on its own is started again when RestartOnFailure is
+// set, as a supervisor would; after Stop it is not.
+func TestRestartOnFailure(t *testing.T) {
+	dir := t.TempDir()
+	runs := filepath.Join(dir, "runs")
+	script := filepath.Join(dir, "fail.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho run >> "+runs+"\nsleep 0.1\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{Name: "fail", Bin: script, Log: filepath.Join(dir, "log"), RestartOnFailure: true}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	count := func() int {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "run")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for count() < 3 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := count(); n < 3 {
+		t.Fatalf("started %d times in 10s; want at least 3 (restarted after each failure)", n)
+	}
+	p.Stop()
+	after := count()
+	time.Sleep(time.Second)
+	if n := count(); n > after+1 { // one restart may have been under way when Stop came
+		t.Errorf("started %d more times after Stop", n-after)
+	}
+}

@@ -219,16 +219,22 @@ func (r *Runtime[S]) markStale(assigned map[string][]int32) {
 	}
 }
 
-// errProducerFailed marks a transactional producer that franz-go cannot
-// bring back: fenced (PRODUCER_FENCED, an epoch bumped by the coordinator
-// after a transaction timeout — a broker away for longer than the timeout —
-// or by another client with the same transactional ID) or otherwise in a
-// fatal state. Every later Begin fails; only a new session, whose
-// InitProducerID takes a fresh epoch, goes on.
-var errProducerFailed = errors.New("transactional producer failed for good")
+// ErrProducerFenced marks a transactional producer that franz-go cannot
+// bring back: fenced (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH — an epoch
+// bumped by another instance with the same transactional ID, or by the
+// coordinator after a transaction timeout, as when a broker was away for
+// longer than the timeout) or otherwise in a fatal state. Every later Begin
+// fails. Run then returns it: the instance must stop, as Kafka's own clients
+// do — if another live instance fenced it, it is the zombie; otherwise its
+// supervisor restarts it and the restart takes a fresh epoch. Recovering in
+// place instead would fence the other instance in turn, and two instances
+// fencing each other over and over broke the order of events (the
+// integration suite caught it).
+var ErrProducerFenced = errors.New("transactional producer fenced or failed for good")
 
 // Run consumes commands until ctx ends, then leaves the group and returns
-// nil. It returns an error only when a client cannot be created.
+// nil. It returns an error when a client cannot be created, and one wrapping
+// ErrProducerFenced when its transactional producer is fenced.
 func (r *Runtime[S]) Run(ctx context.Context) error {
 	replies, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Brokers...),
@@ -244,7 +250,7 @@ func (r *Runtime[S]) Run(ctx context.Context) error {
 	if err := r.openSession(); err != nil {
 		return err
 	}
-	defer func() { r.sess.Close() }()
+	defer r.sess.Close()
 	r.log.Info("aggregator started", "group", r.cfg.Group, "commands", r.cfg.Topics.Commands)
 	for {
 		fetches := r.sess.PollRecords(ctx, r.cfg.MaxPollRecords)
@@ -268,22 +274,17 @@ func (r *Runtime[S]) Run(ctx context.Context) error {
 		}
 		err := r.process(batchCtx, records)
 		cancel()
-		switch {
-		case errors.Is(err, errProducerFailed):
-			r.log.Error("transactional producer failed for good; leaving the group and joining again with a new session", "commands", len(records), "err", err)
-			r.sess.Close()
-			if err := r.openSession(); err != nil {
-				return err
-			}
-		case err != nil:
+		if errors.Is(err, ErrProducerFenced) {
+			r.log.Error("transactional producer fenced or failed for good; stopping so that a restart takes a fresh epoch", "commands", len(records), "err", err)
+			return fmt.Errorf("aggregate %s: %w", r.def.Name, err)
+		}
+		if err != nil {
 			r.log.Warn("batch not committed; its commands will be decided again", "commands", len(records), "err", err)
 		}
 	}
 }
 
-// openSession creates the transactional consumer-group session and forgets
-// all state: whatever partitions the new session is given are restored from
-// the snapshots topic.
+// openSession creates the transactional consumer-group session.
 func (r *Runtime[S]) openSession() error {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(r.cfg.Brokers...),
@@ -316,10 +317,6 @@ func (r *Runtime[S]) openSession() error {
 		return fmt.Errorf("aggregate %s: %w", r.def.Name, err)
 	}
 	r.sess = sess
-	clear(r.state)
-	r.mu.Lock()
-	clear(r.stale)
-	r.mu.Unlock()
 	return nil
 }
 
@@ -354,7 +351,7 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 			return err
 		}
 		if err := r.sess.Begin(); err != nil {
-			return fmt.Errorf("%w: %w", errProducerFailed, err)
+			return fmt.Errorf("%w: %w", ErrProducerFenced, err)
 		}
 	}
 	var (
@@ -442,7 +439,7 @@ func (r *Runtime[S]) sendReplies(replies []*kgo.Record) {
 // it flushes (the broker was away longer than the batch's bound). Without
 // this every later Begin fails and the partition stalls for good — as the
 // chaos suite's broker restart showed. It retries until the abort goes
-// through or ctx's run ends, and returns an error wrapping errProducerFailed
+// through or ctx's run ends, and returns an error wrapping ErrProducerFenced
 // at once when the broker's answer says the producer is fenced or otherwise
 // failed for good (retrying that would stall the partitions for good too).
 func (r *Runtime[S]) endOpen(ctx context.Context) error {
@@ -454,7 +451,7 @@ func (r *Runtime[S]) endOpen(ctx context.Context) error {
 			return nil
 		}
 		if producerFailed(err) {
-			return fmt.Errorf("%w: %w", errProducerFailed, err)
+			return fmt.Errorf("%w: %w", ErrProducerFenced, err)
 		}
 		r.log.Warn("aborting the open transaction failed; retrying", "attempt", attempt+1, "err", err)
 		select {

@@ -55,7 +55,9 @@ func EnsureTopics(ctx context.Context, brokers []string, prefix string, partitio
 	return nil
 }
 
-// Run runs every aggregate type until ctx ends.
+// Run runs every aggregate type until ctx ends. It returns an error wrapping
+// aggregate.ErrProducerFenced when this instance was fenced: exit non-zero and
+// let the supervisor restart it.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -75,13 +77,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// A runtime that fails (its producer fenced) stops the other too: the
+	// instance exits and its supervisor restarts it whole.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, run := range []func(context.Context) error{ordersRT.Run, catalogRT.Run} {
 		wg.Add(1)
 		go func() { // owned by Run: it waits for both
 			defer wg.Done()
-			errs[i] = run(ctx)
+			if errs[i] = run(ctx); errs[i] != nil {
+				cancel()
+			}
 		}()
 	}
 	wg.Wait()

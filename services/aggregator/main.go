@@ -5,6 +5,11 @@
 // INSTANCE_ID (default: the host name; keep it stable across restarts so a
 // restart fences the previous incarnation at once), PARTITIONS (of the topics
 // it creates when missing; default 6).
+//
+// It exits 1 when its transactional producer is fenced (another instance with
+// its INSTANCE_ID, or a transaction the broker timed out): run it under a
+// supervisor that restarts it (Kubernetes, systemd); the restart takes a fresh
+// epoch.
 package main
 
 import (

@@ -267,13 +267,7 @@ func TestReplayedCommandsAreNotAppliedTwice(t *testing.T) {
 		replay(time.Now().Add(-48 * time.Hour)) // older than the window: dead-lettered
 
 		events := s.eventsOf("orders", "o")
-		seen := map[string]bool{}
-		for i, ev := range events {
-			if ev.Version != int64(i+1) || seen[ev.CommandID] {
-				t.Errorf("event %d: version %d of command %s (seen before: %v)", i, ev.Version, ev.CommandID, seen[ev.CommandID])
-			}
-			seen[ev.CommandID] = true
-		}
+		checkVersionsOnce(t, events)
 		if len(events) != 4 { // created, the original and two barrier commands
 			t.Errorf("%d events on o, want 4", len(events))
 		}
@@ -375,13 +369,7 @@ func TestFencedAggregatorRecovers(t *testing.T) {
 			}
 		}
 		events := s.eventsOf("orders", "o")
-		seen := map[string]bool{}
-		for i, ev := range events {
-			if ev.Version != int64(i+1) || seen[ev.CommandID] {
-				t.Errorf("event %d: version %d of command %s (seen before: %v)", i, ev.Version, ev.CommandID, seen[ev.CommandID])
-			}
-			seen[ev.CommandID] = true
-		}
+		checkVersionsOnce(t, events)
 		if len(events) != 6 { // created and five items added
 			t.Errorf("%d events on o, want 6", len(events))
 		}
@@ -389,4 +377,17 @@ func TestFencedAggregatorRecovers(t *testing.T) {
 			t.Errorf("the aggregator was restarted %d times after being fenced; want at least 1 (was it fenced?)", n)
 		}
 	})
+}
+
+// checkVersionsOnce reports events whose versions are not 1..n in order, or
+// whose command already has an event: a command applied twice.
+func checkVersionsOnce(t *testing.T, events []envelope.Event) {
+	t.Helper()
+	seen := map[string]bool{}
+	for i, ev := range events {
+		if ev.Version != int64(i+1) || seen[ev.CommandID] {
+			t.Errorf("event %d: version %d of command %s (seen before: %v)", i, ev.Version, ev.CommandID, seen[ev.CommandID])
+		}
+		seen[ev.CommandID] = true
+	}
 }

@@ -3,11 +3,13 @@ package integration
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/answerback/answerback/libs/domain/view"
 	"github.com/answerback/answerback/libs/testenv"
 )
 
@@ -274,4 +276,46 @@ func TestInFlightBound(t *testing.T) {
 	if r := <-first; r.Status != http.StatusAccepted {
 		t.Errorf("first command: %d, want 202 (no projector)", r.Status)
 	}
+}
+
+// TestValidItemsPaging: with a catalog larger than a reply lists, the reply
+// carries the first view.MaxValidItems valid items and moreValidItems, and
+// GET /v1/orders/{id}/valid-items pages through all of them, on any gateway.
+func TestValidItemsPaging(t *testing.T) {
+	t.Parallel()
+	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
+		t.Parallel()
+		s := startStack(t, k, stackOptions{})
+		const n = view.MaxValidItems + 20
+		items := map[string]map[string]any{}
+		for i := range n {
+			items[fmt.Sprintf("p-%03d", i)] = map[string]any{"name": "Part", "unitPrice": 5, "currency": "EUR", "stock": 10, "maxPerOrder": 1, "active": true}
+		}
+		s.seedCatalog(items)
+		s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "big", "customerId": "c"})
+		// p-000 reaches its maximum of 1: no longer valid.
+		reply := s.mustCall(1, http.StatusOK, http.MethodPost, "/v1/orders/big/items", map[string]any{"sku": "p-000", "quantity": 1}).json(t)
+		if got := skus(reply["validItems"].([]any)); len(got) != view.MaxValidItems || reply["moreValidItems"] != true || got[0] != "p-001" {
+			t.Fatalf("reply lists %d valid items from %v (more: %v), want %d from p-001 and more", len(got), got[:min(1, len(got))], reply["moreValidItems"], view.MaxValidItems)
+		}
+		var all []string
+		after := ""
+		for page := 0; ; page++ {
+			if page > n {
+				t.Fatal("paging does not end")
+			}
+			body := s.mustCall(page%2, http.StatusOK, http.MethodGet, "/v1/orders/big/valid-items?limit=50&after="+after, nil).json(t)
+			all = append(all, skus(body["validItems"].([]any))...)
+			next, _ := body["next"].(string)
+			if next == "" {
+				break
+			}
+			after = next
+		}
+		if len(all) != n-1 || !slices.IsSorted(all) || all[0] != "p-001" || len(slices.Compact(slices.Clone(all))) != n-1 {
+			t.Fatalf("pages listed %d SKUs, want p-001..p-%03d once each, in order", len(all), n-1)
+		}
+		s.mustCall(0, http.StatusBadRequest, http.MethodGet, "/v1/orders/big/valid-items?limit=0", nil)
+		s.mustCall(0, http.StatusNotFound, http.MethodGet, "/v1/orders/nobody/valid-items", nil)
+	})
 }

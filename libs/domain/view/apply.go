@@ -125,11 +125,21 @@ func ApplyOrderEvent(ctx context.Context, q Querier, ev envelope.Event) error {
 		if ev.Type == orders.EventCancelled {
 			status = orders.StatusCancelled
 		}
+		// A submitted order's lines hold stock: they are added to the SKUs'
+		// reservations in the same statement (in SKU order, so that two
+		// projectors submitting orders at once lock the rows in one order).
 		sql = `
 			WITH o AS (
 				UPDATE orders SET status = $4, version = $2, updated_at = coalesce($3, now())
 				WHERE id = $1 AND version < $2
 				RETURNING id
+			),
+			r AS (
+				INSERT INTO sku_reservations AS r (sku, quantity)
+				SELECT l.sku, l.quantity FROM order_lines l JOIN o ON l.order_id = o.id
+				WHERE $4 = '` + orders.StatusSubmitted + `'
+				ORDER BY l.sku
+				ON CONFLICT (sku) DO UPDATE SET quantity = r.quantity + excluded.quantity
 			)
 			SELECT count(*) FROM o`
 		args = append(args, status)

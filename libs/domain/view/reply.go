@@ -18,8 +18,26 @@ type OrderBody struct {
 	Version int64    `json:"version"` // version of the last event applied
 	Order   OrderDoc `json:"order"`
 	// ValidItems are the catalog items this order can take now, sorted by
-	// SKU; empty unless the order is open.
+	// SKU, at most MaxValidItems of them; empty unless the order is open.
 	ValidItems []ValidItem `json:"validItems"`
+	// MoreValidItems is true when the catalog has more valid items than
+	// ValidItems lists; ValidItemsPage pages through them, after the last
+	// SKU listed.
+	MoreValidItems bool `json:"moreValidItems,omitempty"`
+}
+
+// MaxValidItems bounds the valid items of one reply or page, so that the
+// cost of a reply does not grow with the catalog (docs/bench/data-size.md).
+const MaxValidItems = 100
+
+// ValidItemsPageBody is the body of ValidItemsPage.
+type ValidItemsPageBody struct {
+	OrderID    string      `json:"orderId"`
+	Version    int64       `json:"version"`
+	ValidItems []ValidItem `json:"validItems"` // sorted by SKU, all after the page's "after"
+	// Next is the SKU to page on from (the last one listed) when more valid
+	// items follow; empty on the last page.
+	Next string `json:"next,omitempty"`
 }
 
 // OrderReplyBody is the body of OrderReply: OrderBody naming the command.
@@ -182,35 +200,70 @@ func readOrder(ctx context.Context, q Querier, orderID string) (OrderBody, error
 	if o.Status != orders.StatusOpen {
 		return b, nil
 	}
-	rows, err = q.Query(ctx, validItemsSQL, orderID, orders.MaxLineQuantity, orders.MaxLines)
-	if err != nil {
-		return b, fmt.Errorf("view: order %q valid items: %w", orderID, err)
-	}
-	var v ValidItem
-	if _, err := pgx.ForEachRow(rows, []any{&v.SKU, &v.Name, &v.UnitPrice, &v.Currency, &v.Available, &v.MaxQuantity}, func() error {
-		b.ValidItems = append(b.ValidItems, v)
-		return nil
-	}); err != nil {
-		return b, fmt.Errorf("view: order %q valid items: %w", orderID, err)
-	}
-	return b, nil
+	b.ValidItems, b.MoreValidItems, err = validItems(ctx, q, orderID, "", MaxValidItems)
+	return b, err
 }
 
-// validItemsSQL selects the ValidItems of order $1, sorted by SKU: active
-// items of which this order may still add at least one unit. Available is the
-// stock that submitted orders do not hold; MaxQuantity also counts what this
-// order already has of the item (it will hold that too once submitted), the
-// item's per-order maximum, the aggregate's per-line limit ($2) and, for an
-// item not yet in the order, its limit of distinct lines ($3).
+// ValidItemsPage returns up to limit (1..MaxValidItems) of the valid items
+// of an open order whose SKU sorts after after, as a ValidItemsPageBody in
+// JSON: the pages of an order's valid items when its reply could not list
+// them all (OrderBody.MoreValidItems). An order that is not open has none. It
+// returns an error wrapping ErrNotFound when the order is not in the view.
+func ValidItemsPage(ctx context.Context, q Querier, orderID, after string, limit int) (json.RawMessage, error) {
+	limit = min(max(limit, 1), MaxValidItems)
+	page := ValidItemsPageBody{OrderID: orderID, ValidItems: []ValidItem{}}
+	var status string
+	err := q.QueryRow(ctx, `SELECT status, version FROM orders WHERE id = $1`, orderID).Scan(&status, &page.Version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("%w: order %q", ErrNotFound, orderID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("view: order %q: %w", orderID, err)
+	}
+	if status == orders.StatusOpen {
+		var more bool
+		if page.ValidItems, more, err = validItems(ctx, q, orderID, after, limit); err != nil {
+			return nil, err
+		}
+		if more {
+			page.Next = page.ValidItems[len(page.ValidItems)-1].SKU
+		}
+	}
+	return marshal(page)
+}
+
+// validItems returns the first limit valid items of order orderID whose SKU
+// sorts after after, and whether more follow.
+func validItems(ctx context.Context, q Querier, orderID, after string, limit int) ([]ValidItem, bool, error) {
+	rows, err := q.Query(ctx, validItemsSQL, orderID, orders.MaxLineQuantity, orders.MaxLines, after, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("view: order %q valid items: %w", orderID, err)
+	}
+	items := []ValidItem{}
+	var v ValidItem
+	if _, err := pgx.ForEachRow(rows, []any{&v.SKU, &v.Name, &v.UnitPrice, &v.Currency, &v.Available, &v.MaxQuantity}, func() error {
+		items = append(items, v)
+		return nil
+	}); err != nil {
+		return nil, false, fmt.Errorf("view: order %q valid items: %w", orderID, err)
+	}
+	if len(items) > limit {
+		return items[:limit], true, nil
+	}
+	return items, false, nil
+}
+
+// validItemsSQL selects the ValidItems of order $1 whose SKU sorts after $4,
+// sorted by SKU, at most $5: active items of which this order may still add
+// at least one unit. Available is the stock that submitted orders do not hold
+// (sku_reservations); MaxQuantity also counts what this order already has of
+// the item (it will hold that too once submitted), the item's per-order
+// maximum, the aggregate's per-line limit ($2) and, for an item not yet in
+// the order, its limit of distinct lines ($3). Its cost depends on the
+// order's lines and the items it reads, not on the number of orders: it walks
+// the catalog in SKU order and stops after $5 rows.
 const validItemsSQL = `
-	WITH reserved AS (          -- stock held by submitted orders, per SKU
-		SELECT l.sku, sum(l.quantity) AS quantity
-		FROM order_lines l
-		JOIN orders o ON o.id = l.order_id
-		WHERE o.status = 'submitted'
-		GROUP BY l.sku
-	),
-	mine AS (                   -- what this order holds, per SKU
+	WITH mine AS (              -- what this order holds, per SKU
 		SELECT sku, quantity FROM order_lines WHERE order_id = $1
 	),
 	candidates AS (
@@ -219,15 +272,16 @@ const validItemsSQL = `
 		       least(c.stock - coalesce(r.quantity, 0), c.max_per_order, $2::bigint) - coalesce(m.quantity, 0) AS max_quantity,
 		       m.sku IS NOT NULL AS in_order
 		FROM catalog_items c
-		LEFT JOIN reserved r ON r.sku = c.sku
-		LEFT JOIN mine m     ON m.sku = c.sku
-		WHERE c.active
+		LEFT JOIN sku_reservations r ON r.sku = c.sku
+		LEFT JOIN mine m             ON m.sku = c.sku
+		WHERE c.active AND c.sku > $4
 	)
 	SELECT sku, name, unit_price, currency, available, max_quantity
 	FROM candidates
 	WHERE max_quantity > 0
 	  AND (in_order OR (SELECT count(*) FROM mine) < $3)
-	ORDER BY sku`
+	ORDER BY sku
+	LIMIT $5`
 
 func marshal(v any) (json.RawMessage, error) {
 	b, err := json.Marshal(v)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -118,10 +120,10 @@ func TestMigrate(t *testing.T) {
 	if err := pg.Pool.QueryRow(ctx, "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &max); err != nil {
 		t.Fatal(err)
 	}
-	if n != 1 || max != 1 {
-		t.Fatalf("schema_migrations has %d rows up to version %d, want 1 row for version 1", n, max)
+	if n != 2 || max != 2 {
+		t.Fatalf("schema_migrations has %d rows up to version %d, want 2 rows up to version 2", n, max)
 	}
-	for _, table := range []string{"catalog_items", "orders", "order_lines"} {
+	for _, table := range []string{"catalog_items", "orders", "order_lines", "sku_reservations"} {
 		if _, err := pg.Pool.Exec(ctx, "SELECT 1 FROM "+table); err != nil {
 			t.Errorf("table %s: %v", table, err)
 		}
@@ -306,8 +308,107 @@ func TestOrderReply(t *testing.T) {
 	if !reflect.DeepEqual(y.ValidItems, want) {
 		t.Fatalf("valid items of y = %+v, want %+v", y.ValidItems, want)
 	}
+	// Submitting o-1 again (a redelivery) holds nothing more.
+	applyOrder(t, ctx, tx, orderEvent("o-1", 5, orders.EventSubmitted, orders.Submitted{}))
+	if body, _, err = view.GetOrder(ctx, tx, "y"); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(body, &y); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(y.ValidItems, want) {
+		t.Fatalf("after a redelivered submit, valid items of y = %+v, want %+v", y.ValidItems, want)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestValidItemsPages: a reply lists at most MaxValidItems valid items and
+// says more exist; ValidItemsPage pages through all of them, in SKU order,
+// each once.
+func TestValidItemsPages(t *testing.T) {
+	ctx, pool := setup(t)
+	const n = 2*view.MaxValidItems + 37
+	for i := range n {
+		applyCatalog(t, ctx, pool, itemEvent(1, catalog.Item{SKU: fmt.Sprintf("sku-%04d", i), Name: "Item", UnitPrice: 1, Currency: "EUR", Stock: 5, MaxPerOrder: 5, Active: true}))
+	}
+	applyOrder(t, ctx, pool, orderEvent("o", 1, orders.EventCreated, orders.Created{OrderID: "o", CustomerID: "c", Currency: "EUR"}),
+		orderEvent("o", 2, orders.EventItemAdded, orders.ItemAdded{SKU: "sku-0003", Quantity: 5})) // at its maximum: not valid
+	raw, err := view.OrderReply(ctx, pool, "cmd", "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reply view.OrderReplyBody
+	if err := json.Unmarshal(raw, &reply); err != nil {
+		t.Fatal(err)
+	}
+	if len(reply.ValidItems) != view.MaxValidItems || !reply.MoreValidItems {
+		t.Fatalf("reply lists %d valid items (more: %v), want %d and more", len(reply.ValidItems), reply.MoreValidItems, view.MaxValidItems)
+	}
+	var all []string
+	after := ""
+	for pages := 0; ; pages++ {
+		if pages > n {
+			t.Fatal("paging does not end")
+		}
+		raw, err := view.ValidItemsPage(ctx, pool, "o", after, 60)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page view.ValidItemsPageBody
+		if err := json.Unmarshal(raw, &page); err != nil {
+			t.Fatal(err)
+		}
+		if page.Version != 2 || len(page.ValidItems) > 60 {
+			t.Fatalf("page after %q: version %d, %d items", after, page.Version, len(page.ValidItems))
+		}
+		for _, v := range page.ValidItems {
+			all = append(all, v.SKU)
+		}
+		if page.Next == "" {
+			break
+		}
+		after = page.Next
+	}
+	if len(all) != n-1 || !slices.IsSorted(all) || slices.Contains(all, "sku-0003") || len(slices.Compact(slices.Clone(all))) != n-1 {
+		t.Fatalf("pages listed %d SKUs (sorted: %v), want the %d valid ones once each", len(all), slices.IsSorted(all), n-1)
+	}
+	if _, err := view.ValidItemsPage(ctx, pool, "missing", "", 10); !errors.Is(err, view.ErrNotFound) {
+		t.Fatalf("page of a missing order: %v, want ErrNotFound", err)
+	}
+}
+
+// TestReservationsBackfilled: migrating a view that has submitted orders
+// already fills sku_reservations from their lines.
+func TestReservationsBackfilled(t *testing.T) {
+	ctx, pool := setup(t)
+	applyCatalog(t, ctx, pool, itemEvent(1, catalog.Item{SKU: "a", Name: "Apple", UnitPrice: 1, Currency: "EUR", Stock: 10, MaxPerOrder: 10, Active: true}))
+	for _, id := range []string{"s1", "s2", "open"} {
+		applyOrder(t, ctx, pool, orderEvent(id, 1, orders.EventCreated, orders.Created{OrderID: id, CustomerID: "c", Currency: "EUR"}),
+			orderEvent(id, 2, orders.EventItemAdded, orders.ItemAdded{SKU: "a", Quantity: 3}))
+	}
+	applyOrder(t, ctx, pool, orderEvent("s1", 3, orders.EventSubmitted, orders.Submitted{}), orderEvent("s2", 3, orders.EventSubmitted, orders.Submitted{}))
+	// Back to the schema before migration 2, with the same orders.
+	if _, err := pool.Exec(ctx, `DROP TABLE sku_reservations;
+		CREATE INDEX orders_submitted_idx ON orders (id) WHERE status = 'submitted';
+		CREATE INDEX order_lines_sku_idx ON order_lines (sku, order_id) INCLUDE (quantity);
+		DELETE FROM schema_migrations WHERE version = 2`); err != nil {
+		t.Fatal(err)
+	}
+	if err := view.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := view.GetOrder(ctx, pool, "open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open view.OrderBody
+	if err := json.Unmarshal(raw, &open); err != nil {
+		t.Fatal(err)
+	}
+	if len(open.ValidItems) != 1 || open.ValidItems[0].Available != 4 {
+		t.Fatalf("valid items after the backfill: %+v, want a with 4 available (6 of 10 held)", open.ValidItems)
 	}
 }
 

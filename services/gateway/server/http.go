@@ -52,6 +52,7 @@ func (g *Gateway) routes() chi.Router {
 		r.Use(requireWellFormedKey)
 		r.Post("/orders", g.createOrder)
 		r.Get("/orders/{id}", g.getOrder)
+		r.Get("/orders/{id}/valid-items", g.validItems)
 		r.Post("/orders/{id}/items", g.addItem)
 		r.Delete("/orders/{id}/items/{sku}", g.removeItem)
 		r.Post("/orders/{id}/submit", g.orderCommand(orders.CommandSubmit))
@@ -588,6 +589,37 @@ func (g *Gateway) commandStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Retry-After", "1")
 	writeJSON(w, http.StatusOK, map[string]string{"commandId": id, "status": "pending"})
+}
+
+// validItems pages through an order's valid items, when its reply or view
+// could not list them all (moreValidItems).
+func (g *Gateway) validItems(w http.ResponseWriter, r *http.Request) {
+	id, ok := pathID(w, r, "id", "order ID")
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	limit := view.MaxValidItems
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > view.MaxValidItems {
+			writeProblem(w, &envelope.Problem{Type: "malformed", Title: fmt.Sprintf("limit must be an integer from 1 to %d", view.MaxValidItems), Status: http.StatusBadRequest})
+			return
+		}
+		limit = n
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
+	defer cancel()
+	body, err := view.ValidItemsPage(ctx, g.cfg.Pool, id, q.Get("after"), limit)
+	switch {
+	case errors.Is(err, view.ErrNotFound):
+		writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found", Status: http.StatusNotFound})
+	case err != nil:
+		g.unavailable(w, "order view", err)
+	default:
+		w.Header().Set("Content-Type", envelope.ContentTypeJSON)
+		_, _ = w.Write(body)
+	}
 }
 
 func (g *Gateway) listCatalog(w http.ResponseWriter, r *http.Request) {

@@ -125,7 +125,7 @@ func main() {
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	metricsCtx, stopMetrics := context.WithCancel(ctx)
 	defer stopMetrics()
-	waitMetrics, err := service.ServeMetrics(metricsCtx, cfg.metricsAddr, log)
+	waitMetrics, err := service.ServeMetrics(metricsCtx, service.Admin{Addr: cfg.metricsAddr}, log)
 	if err != nil {
 		return fmt.Errorf("--metrics-addr %s: %w", cfg.metricsAddr, err)
 	}

@@ -25,7 +25,7 @@ func main() {
 	brokers, prefix := kafka()
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
-	waitMetrics, err := service.ServeMetrics(ctx, *metrics, log)
+	waitMetrics, err := service.ServeMetrics(ctx, metrics(), log)
 	if err != nil {
 		log.Error("metrics address unusable", "err", err)
 		os.Exit(2)

@@ -27,7 +27,7 @@ func TestServeMetrics(t *testing.T) {
 	c.Add(3)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	wait, err := ServeMetrics(ctx, addr, slog.New(slog.DiscardHandler))
+	wait, err := ServeMetrics(ctx, Admin{Addr: addr}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +40,9 @@ func TestServeMetrics(t *testing.T) {
 	if !strings.Contains(string(body), "answerback_service_test_total 3") {
 		t.Fatalf("/metrics lacks the counter:\n%s", body)
 	}
+	if status := get(t, "http://"+addr+"/debug/pprof/"); status != http.StatusNotFound {
+		t.Fatalf("/debug/pprof/ without Pprof: status %d, want 404", status)
+	}
 	cancel()
 	wait()
 	if l, err := net.Listen("tcp", addr); err != nil {
@@ -47,4 +50,38 @@ func TestServeMetrics(t *testing.T) {
 	} else {
 		l.Close()
 	}
+}
+
+// TestServePprof: with Pprof, the profiles are served beside /metrics.
+func TestServePprof(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	wait, err := ServeMetrics(ctx, Admin{Addr: addr, Pprof: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wait()
+	defer cancel()
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/profile?seconds=1", "/metrics"} {
+		if status := get(t, "http://"+addr+path); status != http.StatusOK {
+			t.Errorf("%s: status %d, want 200", path, status)
+		}
+	}
+}
+
+func get(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }

@@ -53,6 +53,15 @@ func (f Flags) Int(name, env string, def int, usage string) *int {
 	return f.FlagSet.Int(name, def, usage+" (env "+env+")")
 }
 
+// Bool defines a bool flag whose default is $env, else def. A malformed $env
+// exits 2, as a malformed flag does.
+func (f Flags) Bool(name, env string, def bool, usage string) *bool {
+	if v, ok := os.LookupEnv(env); ok && v != "" {
+		def = mustParseEnv(env, v, strconv.ParseBool)
+	}
+	return f.FlagSet.Bool(name, def, usage+" (env "+env+")")
+}
+
 func mustParseEnv[T any](env, v string, parse func(string) (T, error)) T {
 	t, err := parse(v)
 	if err != nil {

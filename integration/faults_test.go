@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/answerback/answerback/deploy/local/procs"
+	"github.com/answerback/answerback/libs/domain/orders"
 	"github.com/answerback/answerback/libs/pipeline/dlq"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/testenv"
@@ -198,6 +199,12 @@ func TestMalformedRecordsAreDeadLettered(t *testing.T) {
 			{Topic: tp.Events, Key: []byte("o-bad"), Value: []byte(`{"orderId":"o-bad"}`),
 				Headers: []kgo.RecordHeader{{Key: "ce_type", Value: []byte("orders.created.v1")}}},
 			{Topic: tp.Outcomes, Key: []byte("o-bad"), Value: []byte("not an outcome")}, // no headers, not JSON
+			// Well-formed events the view refuses for good (the projector's
+			// savepoint path): an unknown type, and malformed data.
+			envelope.EncodeEvent(tp.Events, "/test", envelope.Event{Meta: envelope.Meta{AggregateID: "o-bad", CommandID: "x1"},
+				Type: "orders.exploded.v1", Version: 1, Time: time.Now(), Index: 1, Count: 1, Data: []byte(`{}`)}),
+			envelope.EncodeEvent(tp.Events, "/test", envelope.Event{Meta: envelope.Meta{AggregateID: "o-bad", CommandID: "x2"},
+				Type: orders.EventItemAdded, Version: 1, Time: time.Now(), Index: 1, Count: 1, Data: []byte(`{"sku":""}`)}),
 		}
 		if err := producer.ProduceSync(ctx, bad...).FirstErr(); err != nil {
 			t.Fatal(err)
@@ -214,11 +221,11 @@ func TestMalformedRecordsAreDeadLettered(t *testing.T) {
 			sources[headerOf(r, dlq.HSourceTopic)] = true
 		}
 		if len(dead) != len(bad) || !sources[tp.Commands] || !sources[tp.Events] || !sources[tp.Outcomes] {
-			t.Fatalf("%d dead letters from %v, want %d: four from %s, one from %s and one from %s", len(dead), sources, len(bad), tp.Commands, tp.Events, tp.Outcomes)
+			t.Fatalf("%d dead letters from %v, want %d: four from %s, three from %s and one from %s", len(dead), sources, len(bad), tp.Commands, tp.Events, tp.Outcomes)
 		}
 		// answerback_dead_letters_total counts them by stage and source topic
 		// (the stack runs in this process, on the default registry).
-		want := map[string]float64{"aggregator " + tp.Commands: 4, "projector " + tp.Events: 1, "projector " + tp.Outcomes: 1}
+		want := map[string]float64{"aggregator " + tp.Commands: 4, "projector " + tp.Events: 3, "projector " + tp.Outcomes: 1}
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			got := deadLetterMetric(t, tp.Commands, tp.Events, tp.Outcomes)

@@ -4,7 +4,7 @@
 //
 // Per batch, one PostgreSQL transaction applies the events, records each
 // completed command's outcome with its reply, and stores the next offset of
-// every partition it consumed. Kafka offsets are not used: on assignment the
+// every partition it consumed, in few round trips (see Runtime.process). Kafka offsets are not used: on assignment the
 // consumer seeks to the stored offsets, and inside the transaction records
 // below the stored offset are skipped, so an event applied once is never
 // applied again — even when two instances overlap during a rebalance.
@@ -17,15 +17,18 @@
 package projector
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -235,32 +238,48 @@ type partitionKey struct {
 	partition int32
 }
 
-// process applies a batch in one transaction and returns the replies to send after it committed.
+// errNeedsSavepoints stops a batch projected without savepoints when an
+// event fails for good: the batch is projected again, event by event in
+// savepoints, so that the failed event alone is dead-lettered.
+var errNeedsSavepoints = errors.New("a permanent failure: projecting the batch again with savepoints")
+
+// batch is one transaction's work in progress.
+type batch struct {
+	tx pgx.Tx
+	// final runs before the commit, in one round trip: outcomes recorded and
+	// offsets stored.
+	final pgx.Batch
+	// dead are the dead letters of the batch, sent before its commit.
+	dead    []*kgo.Record
+	replies []*kgo.Record
+}
+
+// process applies a batch in one transaction and returns the replies to
+// send after it committed. Events are applied one after the other without
+// savepoints, and the batch's round trips to PostgreSQL are few: one to lock
+// the offsets, one per event applied, one per reply derived, and one for
+// the outcomes and offsets. Only when an event fails for good is the batch
+// applied again with a savepoint per event (see applyOne).
 func (r *Runtime) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Record, error) {
+	replies, err := r.processBatch(ctx, records, false)
+	if errors.Is(err, errNeedsSavepoints) {
+		return r.processBatch(ctx, records, true)
+	}
+	return replies, err
+}
+
+func (r *Runtime) processBatch(ctx context.Context, records []*kgo.Record, savepoints bool) ([]*kgo.Record, error) {
 	tx, err := r.cfg.Pool.Begin(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit; the error of a failed rollback is the batch's error already
 
-	next := map[partitionKey]int64{}
-	for _, rec := range records {
-		k := partitionKey{rec.Topic, rec.Partition}
-		if _, ok := next[k]; ok {
-			continue
-		}
-		var stored int64
-		err := tx.QueryRow(ctx, `
-			INSERT INTO projector_offsets (projection, topic, partition, next_offset) VALUES ($1, $2, $3, 0)
-			ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = projector_offsets.next_offset
-			RETURNING next_offset`, r.p.Name, rec.Topic, rec.Partition).Scan(&stored)
-		if err != nil {
-			return nil, fmt.Errorf("locking offsets: %w", err)
-		}
-		next[k] = stored
+	next, err := r.lockOffsets(ctx, tx, records)
+	if err != nil {
+		return nil, err
 	}
-
-	var replies []*kgo.Record
+	b := &batch{tx: tx}
 	now := time.Now()
 	for _, rec := range records {
 		k := partitionKey{rec.Topic, rec.Partition}
@@ -268,99 +287,173 @@ func (r *Runtime) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Re
 			continue // applied before (a retried End, an overlapping owner)
 		}
 		next[k] = rec.Offset + 1
-		reply, err := r.applyOne(ctx, tx, rec, now)
-		if err != nil {
+		if err := r.applyOne(ctx, b, rec, now, savepoints); err != nil {
 			return nil, err
 		}
-		if reply != nil {
-			replies = append(replies, reply)
-		}
 	}
+	var topics []string
+	var partitions []int32
+	var offsets []int64
 	for k, n := range next {
-		if _, err := tx.Exec(ctx, `UPDATE projector_offsets SET next_offset = $4 WHERE projection = $1 AND topic = $2 AND partition = $3`,
-			r.p.Name, k.topic, k.partition, n); err != nil {
-			return nil, fmt.Errorf("storing offsets: %w", err)
-		}
+		topics, partitions, offsets = append(topics, k.topic), append(partitions, k.partition), append(offsets, n)
+	}
+	b.final.Queue(`
+		UPDATE projector_offsets o SET next_offset = u.next_offset
+		FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u (topic, partition, next_offset)
+		WHERE o.projection = $1 AND o.topic = u.topic AND o.partition = u.partition`,
+		r.p.Name, topics, partitions, offsets)
+	if err := tx.SendBatch(ctx, &b.final).Close(); err != nil {
+		return nil, fmt.Errorf("recording outcomes and storing offsets: %w", err)
+	}
+	if err := r.deadLetter(ctx, b.dead); err != nil {
+		return nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
-	return replies, nil
+	for _, d := range b.dead {
+		dlq.Counted(d)
+		r.log.Warn("event dead-lettered", "topic", header(d, dlq.HSourceTopic), "partition", header(d, dlq.HSourcePartition),
+			"offset", header(d, dlq.HSourceOffset), "err", header(d, dlq.HError))
+	}
+	return b.replies, nil
 }
 
-// applyOne applies one event record inside a savepoint, so that a permanent
-// failure dead-letters the record and the batch goes on.
-func (r *Runtime) applyOne(ctx context.Context, tx pgx.Tx, rec *kgo.Record, now time.Time) (*kgo.Record, error) {
+// lockOffsets locks the stored offset of every partition in records (in one
+// statement, in a fixed order, so that two overlapping owners queue rather
+// than deadlock) and returns them: records below them were applied already.
+func (r *Runtime) lockOffsets(ctx context.Context, tx pgx.Tx, records []*kgo.Record) (map[partitionKey]int64, error) {
+	var keys []partitionKey
+	for _, rec := range records {
+		k := partitionKey{rec.Topic, rec.Partition}
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b partitionKey) int {
+		return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
+	})
+	topics, partitions := make([]string, len(keys)), make([]int32, len(keys))
+	for i, k := range keys {
+		topics[i], partitions[i] = k.topic, k.partition
+	}
+	rows, err := tx.Query(ctx, `
+		INSERT INTO projector_offsets (projection, topic, partition, next_offset)
+		SELECT $1, u.topic, u.partition, 0 FROM unnest($2::text[], $3::int[]) WITH ORDINALITY AS u (topic, partition, i)
+		ORDER BY u.i
+		ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = projector_offsets.next_offset
+		RETURNING topic, partition, next_offset`, r.p.Name, topics, partitions)
+	if err != nil {
+		return nil, fmt.Errorf("locking offsets: %w", err)
+	}
+	next := make(map[partitionKey]int64, len(keys))
+	var k partitionKey
+	var n int64
+	if _, err := pgx.ForEachRow(rows, []any{&k.topic, &k.partition, &n}, func() error {
+		next[k] = n
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("locking offsets: %w", err)
+	}
+	return next, nil
+}
+
+// applyOne applies one event record and, when it completes a command,
+// derives the command's reply. With savepoints, the event is applied inside
+// one, so that a permanent failure dead-letters the record and the batch
+// goes on; without, a permanent failure returns errNeedsSavepoints.
+func (r *Runtime) applyOne(ctx context.Context, b *batch, rec *kgo.Record, now time.Time, savepoints bool) error {
 	if _, ok := r.p.Outcomes[rec.Topic]; ok {
-		return nil, r.recordOutcome(ctx, tx, rec)
+		r.recordOutcome(b, rec)
+		return nil
 	}
 	ev, err := envelope.DecodeEvent(rec)
 	if err != nil {
-		return nil, r.deadLetter(ctx, rec, err)
+		r.queueDeadLetter(b, rec, err)
+		return nil
 	}
-	sp, err := tx.Begin(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.p.Apply(ctx, sp, rec.Topic, ev); err != nil {
-		_ = sp.Rollback(ctx)
-		if errors.Is(err, ErrPermanent) {
-			return nil, r.deadLetter(ctx, rec, err)
+	q := b.tx
+	if savepoints {
+		if q, err = b.tx.Begin(ctx); err != nil {
+			return err
 		}
-		return nil, fmt.Errorf("applying %s %s@%d: %w", ev.Type, ev.AggregateID, ev.Version, err)
 	}
-	if err := sp.Commit(ctx); err != nil {
-		return nil, err
+	if err := r.p.Apply(ctx, q, rec.Topic, ev); err != nil {
+		if savepoints {
+			_ = q.Rollback(ctx)
+		}
+		switch {
+		case errors.Is(err, ErrPermanent) && savepoints:
+			r.queueDeadLetter(b, rec, err)
+			return nil
+		case errors.Is(err, ErrPermanent):
+			return fmt.Errorf("%w: %s %s@%d: %w", errNeedsSavepoints, ev.Type, ev.AggregateID, ev.Version, err)
+		}
+		return fmt.Errorf("applying %s %s@%d: %w", ev.Type, ev.AggregateID, ev.Version, err)
+	}
+	if savepoints {
+		if err := q.Commit(ctx); err != nil {
+			return err
+		}
 	}
 	if !ev.LastOfCommand() || ev.CommandID == "" {
-		return nil, nil
+		return nil
 	}
-	body, err := r.p.Reply(ctx, tx, rec.Topic, ev)
+	body, err := r.p.Reply(ctx, b.tx, rec.Topic, ev)
 	if err != nil {
-		return nil, fmt.Errorf("deriving the reply to %s: %w", ev.CommandID, err)
+		return fmt.Errorf("deriving the reply to %s: %w", ev.CommandID, err)
 	}
-	tag, err := tx.Exec(ctx, `
+	b.final.Queue(`
 		INSERT INTO command_outcomes (command_id, topic, aggregate_id, version, outcome, reply, tenant)
 		VALUES ($1, $2, $3, $4, 'applied', $5, $6) ON CONFLICT (command_id) DO NOTHING`,
-		ev.CommandID, rec.Topic, ev.AggregateID, ev.Version, body, ev.Tenant)
-	if err != nil {
-		return nil, fmt.Errorf("recording the outcome of %s: %w", ev.CommandID, err)
-	}
-	if tag.RowsAffected() == 0 || !ev.WantsReply(now) {
-		return nil, nil
-	}
-	return envelope.EncodeReply(ev.ReplyTo, envelope.Reply{
-		CommandID: ev.CommandID, Outcome: envelope.Applied, Version: ev.Version, Body: body,
-	}), nil
-}
-
-// recordOutcome records a rejection read from an outcomes topic.
-func (r *Runtime) recordOutcome(ctx context.Context, tx pgx.Tx, rec *kgo.Record) error {
-	reply, aggregateID, tenant, err := envelope.DecodeOutcome(rec)
-	if err != nil {
-		return r.deadLetter(ctx, rec, err)
-	}
-	if _, err := tx.Exec(ctx, `
-		INSERT INTO command_outcomes (command_id, topic, aggregate_id, version, outcome, reply, tenant)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (command_id) DO NOTHING`,
-		reply.CommandID, rec.Topic, aggregateID, reply.Version, string(reply.Outcome), []byte(reply.Body), tenant); err != nil {
-		return fmt.Errorf("recording the outcome of %s: %w", reply.CommandID, err)
-	}
+		ev.CommandID, rec.Topic, ev.AggregateID, ev.Version, body, ev.Tenant).Exec(func(tag pgconn.CommandTag) error {
+		// Replied once: a command recorded before (its record replayed)
+		// is not answered again, nor is one nobody waits for any more.
+		if tag.RowsAffected() > 0 && ev.WantsReply(now) {
+			b.replies = append(b.replies, envelope.EncodeReply(ev.ReplyTo, envelope.Reply{
+				CommandID: ev.CommandID, Outcome: envelope.Applied, Version: ev.Version, Body: body,
+			}))
+		}
+		return nil
+	})
 	return nil
 }
 
-// deadLetter sends rec to its topic's dead-letter topic before the batch
-// commits: a crash in between may send it twice, never lose it.
-func (r *Runtime) deadLetter(ctx context.Context, rec *kgo.Record, reason error) error {
+// recordOutcome records a rejection read from an outcomes topic.
+func (r *Runtime) recordOutcome(b *batch, rec *kgo.Record) {
+	reply, aggregateID, tenant, err := envelope.DecodeOutcome(rec)
+	if err != nil {
+		r.queueDeadLetter(b, rec, err)
+		return
+	}
+	b.final.Queue(`
+		INSERT INTO command_outcomes (command_id, topic, aggregate_id, version, outcome, reply, tenant)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (command_id) DO NOTHING`,
+		reply.CommandID, rec.Topic, aggregateID, reply.Version, string(reply.Outcome), []byte(reply.Body), tenant)
+}
+
+// queueDeadLetter adds rec to the batch's dead letters.
+func (r *Runtime) queueDeadLetter(b *batch, rec *kgo.Record, reason error) {
 	topic, ok := r.p.Topics[rec.Topic]
 	if !ok {
 		topic = r.p.Outcomes[rec.Topic]
 	}
-	r.log.Warn("event dead-lettered", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", reason)
-	dead := dlq.Record(topic, "projector", rec, reason)
-	if err := r.cl.ProduceSync(ctx, dead).FirstErr(); err != nil {
-		return fmt.Errorf("dead-lettering %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+	b.dead = append(b.dead, dlq.Record(topic, "projector", rec, reason))
+}
+
+func header(r *kgo.Record, key string) string {
+	v, _ := envelope.Header(r, key)
+	return v
+}
+
+// deadLetter sends a batch's dead letters before the batch commits: a crash
+// in between may send them twice, never lose them.
+func (r *Runtime) deadLetter(ctx context.Context, dead []*kgo.Record) error {
+	if len(dead) == 0 {
+		return nil
 	}
-	dlq.Counted(dead)
+	if err := r.cl.ProduceSync(ctx, dead...).FirstErr(); err != nil {
+		return fmt.Errorf("dead-lettering %d records: %w", len(dead), err)
+	}
 	return nil
 }

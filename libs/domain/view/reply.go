@@ -164,44 +164,54 @@ func itemFields(it *catalog.Item) []any {
 	return []any{&it.SKU, &it.Name, &it.UnitPrice, &it.Currency, &it.Stock, &it.MaxPerOrder, &it.Active}
 }
 
-// readOrder reads the body GetOrder and OrderReply share.
+// readOrder reads the body GetOrder and OrderReply share: the order, its
+// lines and its valid items, in one round trip to PostgreSQL (a pipelined
+// batch; the valid items are read whatever the order's status, and dropped
+// unless it is open).
 func readOrder(ctx context.Context, q Querier, orderID string) (OrderBody, error) {
 	b := OrderBody{OrderID: orderID, Order: OrderDoc{Lines: []OrderLine{}}, ValidItems: []ValidItem{}}
 	o := &b.Order
-	err := q.QueryRow(ctx, `
+	var found bool
+	batch := &pgx.Batch{}
+	batch.Queue(`
 		SELECT id, customer_id, currency, status, version
-		FROM orders WHERE id = $1`, orderID).Scan(&o.ID, &o.CustomerID, &o.Currency, &o.Status, &b.Version)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return b, fmt.Errorf("%w: order %q", ErrNotFound, orderID)
-	}
-	if err != nil {
-		return b, fmt.Errorf("view: order %q: %w", orderID, err)
-	}
-
-	rows, err := q.Query(ctx, `
+		FROM orders WHERE id = $1`, orderID).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&o.ID, &o.CustomerID, &o.Currency, &o.Status, &b.Version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	batch.Queue(`
 		SELECT l.sku, coalesce(c.name, ''), coalesce(c.unit_price, 0), l.quantity
 		FROM order_lines l
 		LEFT JOIN catalog_items c ON c.sku = l.sku
 		WHERE l.order_id = $1
-		ORDER BY l.sku`, orderID)
-	if err != nil {
-		return b, fmt.Errorf("view: order %q lines: %w", orderID, err)
+		ORDER BY l.sku`, orderID).Query(func(rows pgx.Rows) error {
+		var l OrderLine
+		_, err := pgx.ForEachRow(rows, []any{&l.SKU, &l.Name, &l.UnitPrice, &l.Quantity}, func() error {
+			l.LineTotal = l.UnitPrice * l.Quantity
+			o.Total += l.LineTotal
+			o.Lines = append(o.Lines, l)
+			return nil
+		})
+		return err
+	})
+	var more bool
+	queueValidItems(batch, orderID, "", MaxValidItems, func(items []ValidItem, m bool) { b.ValidItems, more = items, m })
+	if err := q.SendBatch(ctx, batch).Close(); err != nil {
+		return b, fmt.Errorf("view: order %q: %w", orderID, err)
 	}
-	var l OrderLine
-	if _, err := pgx.ForEachRow(rows, []any{&l.SKU, &l.Name, &l.UnitPrice, &l.Quantity}, func() error {
-		l.LineTotal = l.UnitPrice * l.Quantity
-		o.Total += l.LineTotal
-		o.Lines = append(o.Lines, l)
-		return nil
-	}); err != nil {
-		return b, fmt.Errorf("view: order %q lines: %w", orderID, err)
+	if !found {
+		return b, fmt.Errorf("%w: order %q", ErrNotFound, orderID)
 	}
-
 	if o.Status != orders.StatusOpen {
+		b.ValidItems = []ValidItem{}
 		return b, nil
 	}
-	b.ValidItems, b.MoreValidItems, err = validItems(ctx, q, orderID, "", MaxValidItems)
-	return b, err
+	b.MoreValidItems = more
+	return b, nil
 }
 
 // ValidItemsPage returns up to limit (1..MaxValidItems) of the valid items
@@ -235,22 +245,37 @@ func ValidItemsPage(ctx context.Context, q Querier, orderID, after string, limit
 // validItems returns the first limit valid items of order orderID whose SKU
 // sorts after after, and whether more follow.
 func validItems(ctx context.Context, q Querier, orderID, after string, limit int) ([]ValidItem, bool, error) {
-	rows, err := q.Query(ctx, validItemsSQL, orderID, orders.MaxLineQuantity, orders.MaxLines, after, limit+1)
-	if err != nil {
+	var (
+		items []ValidItem
+		more  bool
+	)
+	batch := &pgx.Batch{}
+	queueValidItems(batch, orderID, after, limit, func(i []ValidItem, m bool) { items, more = i, m })
+	if err := q.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, false, fmt.Errorf("view: order %q valid items: %w", orderID, err)
 	}
-	items := []ValidItem{}
-	var v ValidItem
-	if _, err := pgx.ForEachRow(rows, []any{&v.SKU, &v.Name, &v.UnitPrice, &v.Currency, &v.Available, &v.MaxQuantity}, func() error {
-		items = append(items, v)
+	return items, more, nil
+}
+
+// queueValidItems queues the query of validItems on batch; done receives
+// its result when the batch runs.
+func queueValidItems(batch *pgx.Batch, orderID, after string, limit int, done func([]ValidItem, bool)) {
+	batch.Queue(validItemsSQL, orderID, orders.MaxLineQuantity, orders.MaxLines, after, limit+1).Query(func(rows pgx.Rows) error {
+		items := []ValidItem{}
+		var v ValidItem
+		if _, err := pgx.ForEachRow(rows, []any{&v.SKU, &v.Name, &v.UnitPrice, &v.Currency, &v.Available, &v.MaxQuantity}, func() error {
+			items = append(items, v)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(items) > limit {
+			done(items[:limit], true)
+		} else {
+			done(items, false)
+		}
 		return nil
-	}); err != nil {
-		return nil, false, fmt.Errorf("view: order %q valid items: %w", orderID, err)
-	}
-	if len(items) > limit {
-		return items[:limit], true, nil
-	}
-	return items, false, nil
+	})
 }
 
 // validItemsSQL selects the ValidItems of order $1 whose SKU sorts after $4,

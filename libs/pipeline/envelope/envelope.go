@@ -149,7 +149,8 @@ type Reply struct {
 	Body      json.RawMessage // reply body (applied) or problem (rejected)
 }
 
-func header(r *kgo.Record, name string) (string, bool) {
+// Header returns the value of r's header name, and whether r has it.
+func Header(r *kgo.Record, name string) (string, bool) {
 	for _, h := range r.Headers {
 		if h.Key == name {
 			return string(h.Value), true
@@ -159,7 +160,7 @@ func header(r *kgo.Record, name string) (string, bool) {
 }
 
 func required(r *kgo.Record, name string) (string, error) {
-	v, ok := header(r, name)
+	v, ok := Header(r, name)
 	if !ok || v == "" {
 		return "", &HeaderError{Header: name, Reason: "missing"}
 	}
@@ -181,7 +182,7 @@ func formatTime(t time.Time) string {
 }
 
 func parseTime(r *kgo.Record, name string) (time.Time, error) {
-	v, ok := header(r, name)
+	v, ok := Header(r, name)
 	if !ok || v == "" {
 		return time.Time{}, nil
 	}
@@ -193,7 +194,7 @@ func parseTime(r *kgo.Record, name string) (time.Time, error) {
 }
 
 func parseInt(r *kgo.Record, name string, def int64) (int64, error) {
-	v, ok := header(r, name)
+	v, ok := Header(r, name)
 	if !ok || v == "" {
 		return def, nil
 	}
@@ -254,10 +255,10 @@ func DecodeCommand(r *kgo.Record) (Command, error) {
 	if c.ExpectedVersion, err = parseInt(r, HExpectedVersion, NoVersion); err != nil {
 		return c, err
 	}
-	c.ReplyTo, _ = header(r, HReplyTo)
-	c.Tenant, _ = header(r, HTenant)
-	c.TraceParent, _ = header(r, HTraceParent)
-	c.IdempotencyKey, _ = header(r, HIdempotencyKey)
+	c.ReplyTo, _ = Header(r, HReplyTo)
+	c.Tenant, _ = Header(r, HTenant)
+	c.TraceParent, _ = Header(r, HTraceParent)
+	c.IdempotencyKey, _ = Header(r, HIdempotencyKey)
 	if len(r.Value) > MaxCommandBytes {
 		return c, &PayloadError{Err: fmt.Errorf("%d bytes, over the %d-byte limit", len(r.Value), MaxCommandBytes)}
 	}
@@ -297,11 +298,11 @@ func DecodeEvent(r *kgo.Record) (Event, error) {
 	if len(r.Key) == 0 {
 		return e, ErrNoKey
 	}
-	if v, _ := header(r, CESpecVersion); v != "1.0" {
+	if v, _ := Header(r, CESpecVersion); v != "1.0" {
 		return e, &HeaderError{Header: CESpecVersion, Reason: fmt.Sprintf("want 1.0, got %q", v)}
 	}
 	e.AggregateID = string(r.Key)
-	if subject, _ := header(r, CESubject); subject != e.AggregateID {
+	if subject, _ := Header(r, CESubject); subject != e.AggregateID {
 		return e, &HeaderError{Header: CESubject, Reason: "does not match the record key"}
 	}
 	if e.Type, err = required(r, CEType); err != nil {
@@ -317,7 +318,7 @@ func DecodeEvent(r *kgo.Record) (Event, error) {
 		return e, err
 	}
 	e.Index, e.Count = 1, 1
-	if v, ok := header(r, HCommandEvents); ok {
+	if v, ok := Header(r, HCommandEvents); ok {
 		i, n, found := strings.Cut(v, "/")
 		e.Index, _ = strconv.Atoi(i)
 		e.Count, _ = strconv.Atoi(n)
@@ -325,10 +326,10 @@ func DecodeEvent(r *kgo.Record) (Event, error) {
 			return e, &HeaderError{Header: HCommandEvents, Reason: "want i/n with 1 <= i <= n"}
 		}
 	}
-	e.CommandID, _ = header(r, CECorrelationID)
-	e.Tenant, _ = header(r, CETenant)
-	e.TraceParent, _ = header(r, CETraceParent)
-	e.ReplyTo, _ = header(r, HReplyTo)
+	e.CommandID, _ = Header(r, CECorrelationID)
+	e.Tenant, _ = Header(r, CETenant)
+	e.TraceParent, _ = Header(r, CETraceParent)
+	e.ReplyTo, _ = Header(r, HReplyTo)
 	e.ExpectedVersion = NoVersion
 	if err := validJSON(r.Value); err != nil {
 		return e, err
@@ -372,7 +373,7 @@ func DecodeOutcome(r *kgo.Record) (reply Reply, aggregateID, tenant string, err 
 		return reply, "", "", ErrNoKey
 	}
 	reply, err = DecodeReply(r)
-	tenant, _ = header(r, HTenant)
+	tenant, _ = Header(r, HTenant)
 	return reply, string(r.Key), tenant, err
 }
 
@@ -383,7 +384,7 @@ func DecodeReply(r *kgo.Record) (Reply, error) {
 	if reply.CommandID, err = required(r, HCommandID); err != nil {
 		return reply, err
 	}
-	o, _ := header(r, HOutcome)
+	o, _ := Header(r, HOutcome)
 	reply.Outcome = Outcome(o)
 	if reply.Outcome != Applied && reply.Outcome != Rejected && reply.Outcome != Duplicate {
 		return reply, &HeaderError{Header: HOutcome, Reason: "want applied, rejected or duplicate"}

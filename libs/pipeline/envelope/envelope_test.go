@@ -105,7 +105,7 @@ func TestEventRoundTripIsCloudEvents(t *testing.T) {
 	rec := EncodeEvent("orders.events", "/answerback/orders", in)
 	want := map[string]string{CESpecVersion: "1.0", CEID: "order-1@8", CEType: "orders.item-added.v1", CESubject: "order-1", CESequence: "8", CESource: "/answerback/orders", HContentType: ContentTypeJSON, CECorrelationID: "c-1"}
 	for k, v := range want {
-		if got, _ := header(rec, k); got != v {
+		if got, _ := Header(rec, k); got != v {
 			t.Errorf("header %s = %q, want %q", k, got, v)
 		}
 	}
@@ -132,7 +132,7 @@ func TestReplyRoundTrip(t *testing.T) {
 	t.Parallel()
 	in := Reply{CommandID: "c-1", Outcome: Rejected, Version: 3, Body: []byte(`{"type":"order-not-open"}`)}
 	rec := EncodeReply("replies.gw1", in)
-	if ct, _ := header(rec, HContentType); ct != ProblemJSON {
+	if ct, _ := Header(rec, HContentType); ct != ProblemJSON {
 		t.Errorf("content type of a rejection %q, want %s", ct, ProblemJSON)
 	}
 	out, err := DecodeReply(rec)

@@ -62,6 +62,18 @@ func (s *Server) DSN(db string) string {
 // Port is the server's TCP port.
 func (s *Server) Port() int { return s.opts.Port }
 
+// Pid returns the postmaster's process ID (from postmaster.pid), 0 when
+// the server is not running.
+func (s *Server) Pid() int {
+	raw, err := os.ReadFile(filepath.Join(s.dataDir(), "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(raw), "\n")
+	pid, _ := strconv.Atoi(strings.TrimSpace(first))
+	return pid
+}
+
 // LogPath is the server's log file.
 func (s *Server) LogPath() string { return filepath.Join(s.opts.Dir, "postgres.log") }
 

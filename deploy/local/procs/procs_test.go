@@ -5,7 +5,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -118,5 +120,28 @@ func TestRestartOnFailure(t *testing.T) {
 	time.Sleep(time.Second)
 	if n := count(); n > after+1 { // one restart may have been under way when Stop came
 		t.Errorf("started %d more times after Stop", n-after)
+	}
+}
+
+// TestChildrenAndCmdline: a child process is listed under its parent with
+// its command line, and its CPU time is readable.
+func TestChildrenAndCmdline(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	kids, err := Children(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(kids, cmd.Process.Pid) {
+		t.Fatalf("children of %d: %v, want %d among them", os.Getpid(), kids, cmd.Process.Pid)
+	}
+	if line, err := Cmdline(cmd.Process.Pid); err != nil || line != "sleep 30" {
+		t.Fatalf("Cmdline = %q, %v; want \"sleep 30\"", line, err)
+	}
+	if _, err := UsageOf(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
 	}
 }

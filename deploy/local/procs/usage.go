@@ -52,3 +52,38 @@ func UsageOf(pid int) (Usage, error) {
 	}
 	return u, nil
 }
+
+// Children returns the pids of parent's child processes (Linux).
+func Children(parent int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // gone meanwhile
+		}
+		s := string(stat)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(fields) > 1 && fields[1] == strconv.Itoa(parent) {
+			out = append(out, pid)
+		}
+	}
+	return out, nil
+}
+
+// Cmdline returns pid's command line, its arguments joined by spaces (a
+// process may rewrite it: PostgreSQL's backends show their database there).
+func Cmdline(pid int) (string, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(strings.ReplaceAll(string(raw), "\x00", " ")), nil
+}

@@ -26,7 +26,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 SCHEMATHESIS_VERSION := 4.32.5
 SCHEMATHESIS         := $(CACHE)/venv/bin/schemathesis
 
-.PHONY: help run test test-unit test-integration fuzz chaos bench bench-stages bench-data bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
+.PHONY: help run test test-unit test-integration fuzz chaos bench bench-stages bench-profile bench-data bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -101,11 +101,15 @@ fuzz: ## run every fuzz target (go test -fuzz) for FUZZTIME each; seeds live in 
 
 BENCH_REPORT  ?= $(CURDIR)/docs/BENCHMARKS.md
 BENCH_RESULTS ?= $(CURDIR)/docs/bench/results.json
+BENCH_FLAGS   ?=
 bench: ## open-loop latency and throughput of Answerback beside the transport and monolith floors (BENCH_QUICK=1: a 1-minute smoke); writes BENCH_REPORT
-	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -report $(abspath $(BENCH_REPORT)) -results $(abspath $(BENCH_RESULTS))
+	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -report $(abspath $(BENCH_REPORT)) -results $(abspath $(BENCH_RESULTS)) $(BENCH_FLAGS)
 
 bench-stages: ## where Answerback's round trip spends its time at no load (gateway, aggregator, commit and projection, reply), on the bench's stack
 	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -stages-only
+
+bench-profile: ## where Answerback's processes and the broker spend their CPU at 200 commands/s (pprof, JFR); raw profiles in docs/bench/profiles
+	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -profile-only -results $(abspath $(BENCH_RESULTS))
 
 bench-data: ## the reply query (order, lines, validItems) against views of 10k and 1M orders and catalogs of 10, 1k and 100k items; writes docs/bench/data-size.md
 	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -data-size-only -results $(abspath $(BENCH_RESULTS))

@@ -39,9 +39,14 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 	common := []string{"KAFKA_BROKERS=" + strings.Join(e.brokers, ","), "DATABASE_URL=" + dsn, "LOG_LEVEL=warn",
 		"TOPIC_PREFIX=" + l.prefix, fmt.Sprintf("PARTITIONS=%d", l.partitions)}
 	var all []*procs.Proc
+	pprofAddrs := map[string]string{}
 	newProc := func(name string, env ...string) *procs.Proc {
 		svc, _, _ := strings.Cut(name, "-")
 		p := &procs.Proc{Name: name, Bin: filepath.Join(bin, svc), Env: append(append([]string{}, common...), env...), Log: filepath.Join(e.dir, l.database+"-"+name+".log"), RestartOnFailure: true}
+		if port, err := procs.FreePort(); err == nil { // its profiles, for the report's profile step
+			pprofAddrs[name] = fmt.Sprintf("127.0.0.1:%d", port)
+			p.Env = append(p.Env, "METRICS_ADDR="+pprofAddrs[name], "PPROF=true")
+		}
 		all = append(all, p)
 		return p
 	}
@@ -75,7 +80,8 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 		stopAll()
 		return nil, err
 	}
-	sys := &system{name: "Answerback", url: lb.URL(), stop: func() { _ = lb.Close(); stopAll() }}
+	sys := &system{name: "Answerback", url: lb.URL(), stop: func() { _ = lb.Close(); stopAll() },
+		pprofAddrs: pprofAddrs, pgDatabase: l.database, pgPid: e.pg.Pid}
 	sys.pids = func() map[string]int {
 		m := map[string]int{"kafka": e.broker.Nodes()[0].Pid()}
 		for _, p := range all {

@@ -2,13 +2,15 @@
 // fixed arrival rates, beside the floors of the same machine: the transport
 // floor (three plain produce→consume hops and one PostgreSQL commit) and the
 // monolith floor (one HTTP handler applying the same command and building the
-// same reply in one PostgreSQL transaction). It starts a real Apache Kafka
+// same reply in one PostgreSQL transaction), and beside a peer: the same flow
+// built with Watermill's CQRS and request-reply over Kafka. It starts a real Apache Kafka
 // broker and a real PostgreSQL, runs the services as processes behind a load
 // balancer, and writes the tables to docs/BENCHMARKS.md and the raw results
 // to docs/bench/results.json.
 //
 //	make bench             # the default run
 //	BENCH_QUICK=1 make bench   # a one-minute smoke (CI)
+//	make bench BENCH_FLAGS=-systems=transport,watermill   # only some systems
 package main
 
 import (
@@ -20,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,8 +38,16 @@ func main() {
 	flag.StringVar(&cfg.results, "results", "", "write the raw results here (default: <root>/docs/bench/results.json)")
 	flag.BoolVar(&cfg.quick, "quick", os.Getenv("BENCH_QUICK") != "", "a one-minute smoke run (env BENCH_QUICK)")
 	flag.BoolVar(&cfg.stagesOnly, "stages-only", false, "only split Answerback's round trip by stage at no load, print it and stop")
+	flag.BoolVar(&cfg.profileOnly, "profile-only", false, "only profile Answerback's processes and the broker under load (spread mix), print where the CPU goes and stop; raw profiles in <results folder>/profiles")
 	flag.BoolVar(&cfg.dataSizeOnly, "data-size-only", false, "only time the reply query against views of 10k and 1M orders and catalogs of 10, 1k and 100k items; write <results folder>/data-size.md")
+	systems := flag.String("systems", strings.Join(systemKeys, ","), "the systems to measure, comma-separated, among "+strings.Join(systemKeys, ", ")+
+		" (the stage probe and the scaling matrix come with answerback)")
 	flag.Parse()
+	var err error
+	if cfg.systems, err = parseSystems(*systems); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	if cfg.report == "" {
 		cfg.report = filepath.Join(cfg.root, "docs", "BENCHMARKS.md")
 	}
@@ -54,7 +65,30 @@ func main() {
 type config struct {
 	root, cache, report, results string
 	quick, stagesOnly            bool
-	dataSizeOnly                 bool
+	dataSizeOnly, profileOnly    bool
+	systems                      map[string]bool // by key (systemKeys) → measured
+}
+
+// systemKeys name the systems the -systems flag selects, in the order they
+// run.
+var systemKeys = []string{"answerback", "embedded", "transport", "monolith", "watermill"}
+
+func parseSystems(list string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, k := range strings.Split(list, ",") {
+		k = strings.ToLower(strings.TrimSpace(k))
+		if k == "" {
+			continue
+		}
+		if !slices.Contains(systemKeys, k) {
+			return nil, fmt.Errorf("-systems: unknown system %q (known: %s)", k, strings.Join(systemKeys, ", "))
+		}
+		out[k] = true
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-systems: no system selected (known: %s)", strings.Join(systemKeys, ", "))
+	}
+	return out, nil
 }
 
 // plan is what one run measures.
@@ -75,6 +109,9 @@ func planFor(quick bool) plan {
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	started := time.Now()
 	p := planFor(cfg.quick)
+	if (cfg.stagesOnly || cfg.profileOnly) && !cfg.systems["answerback"] {
+		return fmt.Errorf("-stages-only and -profile-only measure Answerback: select answerback in -systems")
+	}
 	env, err := startInfra(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -97,16 +134,21 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return os.WriteFile(filepath.Join(filepath.Dir(cfg.results), "data-size.md"), []byte(b.String()), 0o644)
 	}
 	var systems []*system
-	ab, err := startAnswerback(ctx, env, cfg, defaultLayout, log)
-	if err != nil {
-		return err
-	}
-	ab.stop = sync.OnceFunc(ab.stop) // stopped before the scaling matrix, and on the way out
-	defer ab.stop()
-	systems = append(systems, ab)
-	probe, err := probeStages(ctx, ab, env.brokers, map[bool]int{true: 50, false: 300}[cfg.quick])
-	if err != nil {
-		return fmt.Errorf("stage probe: %w", err)
+	var probe stageProbe
+	var ab *system
+	profileDir := filepath.Join(filepath.Dir(cfg.results), "profiles")
+	if cfg.systems["answerback"] {
+		if ab, err = startAnswerback(ctx, env, cfg, defaultLayout, log); err != nil {
+			return err
+		}
+		ab.stop = sync.OnceFunc(ab.stop) // stopped before the scaling matrix, and on the way out
+		defer ab.stop()
+		systems = append(systems, ab)
+		if !cfg.profileOnly {
+			if probe, err = probeStages(ctx, ab, env.brokers, map[bool]int{true: 50, false: 300}[cfg.quick]); err != nil {
+				return fmt.Errorf("stage probe: %w", err)
+			}
+		}
 	}
 	if cfg.stagesOnly {
 		var b strings.Builder
@@ -114,27 +156,48 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		fmt.Print(b.String())
 		return nil
 	}
-	emb, err := startEmbedded(ctx, env, cfg, log)
-	if err != nil {
-		return err
+	// profile runs Answerback under a steady load with its processes and the
+	// broker profiled.
+	profile := func() (profileRun, error) {
+		rate, warm, d := 200.0, 30*time.Second, 10*time.Second
+		if cfg.quick {
+			rate, warm, d = 100, 3*time.Second, 4*time.Second
+		}
+		if !cfg.profileOnly {
+			warm = 5 * time.Second // the series before warmed the broker up
+		}
+		return profileUnderLoad(ctx, ab, mixes[0], rate, warm, d, profileDir, log)
 	}
-	emb.stop = sync.OnceFunc(emb.stop) // stopped before the scaling matrix, and on the way out
-	defer emb.stop()
-	systems = append(systems, emb)
-	tf, err := startTransportFloor(ctx, env, log)
-	if err != nil {
-		return err
+	if cfg.profileOnly {
+		run, err := profile()
+		if err != nil {
+			return err
+		}
+		var b strings.Builder
+		writeProfiles(&b, []profileRun{run}, profileDir)
+		fmt.Print(b.String())
+		return nil
 	}
-	tf.stop = sync.OnceFunc(tf.stop) // stopped before the scaling matrix, and on the way out
-	defer tf.stop()
-	systems = append(systems, tf)
-	mf, err := startMonolithFloor(ctx, env, log)
-	if err != nil {
-		return err
+	for _, s := range []struct {
+		key   string
+		start func() (*system, error)
+	}{
+		{"embedded", func() (*system, error) { return startEmbedded(ctx, env, cfg, log) }},
+		{"transport", func() (*system, error) { return startTransportFloor(ctx, env, log) }},
+		{"monolith", func() (*system, error) { return startMonolithFloor(ctx, env, log) }},
+		{"watermill", func() (*system, error) { return startWatermillPeer(ctx, env, log) }},
+	} {
+		if !cfg.systems[s.key] {
+			continue
+		}
+		sys, err := s.start()
+		if err != nil {
+			return err
+		}
+		sys.stop = sync.OnceFunc(sys.stop) // stopped before the scaling matrix, and on the way out
+		defer sys.stop()
+		systems = append(systems, sys)
 	}
-	mf.stop = sync.OnceFunc(mf.stop) // stopped before the scaling matrix, and on the way out
-	defer mf.stop()
-	systems = append(systems, mf)
 
 	res := results{Machine: describeMachine(), Plan: p, Kafka: env.kafkaVersion, Quick: cfg.quick, Stages: probe}
 	for _, mix := range mixes {
@@ -146,16 +209,25 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			res.Series = append(res.Series, series)
 		}
 	}
+	if ab != nil {
+		run, err := profile()
+		if err != nil {
+			return fmt.Errorf("profile: %w", err)
+		}
+		res.Profiles = append(res.Profiles, run)
+	}
 	// The matrix runs after the main series, with their systems stopped, so
 	// that only the configuration measured uses the machine.
 	for _, sys := range systems {
 		sys.stop()
 	}
-	sp := scalingPlanFor(cfg.quick)
-	if res.Scaling, err = measureScaling(ctx, env, cfg, sp, log); err != nil {
-		return err
+	if cfg.systems["answerback"] {
+		sp := scalingPlanFor(cfg.quick)
+		if res.Scaling, err = measureScaling(ctx, env, cfg, sp, log); err != nil {
+			return err
+		}
+		res.ScalingPlan = sp
 	}
-	res.ScalingPlan = sp
 	res.Took = time.Since(started).Round(time.Second).String()
 	if err := os.MkdirAll(filepath.Dir(cfg.results), 0o755); err != nil {
 		return err
@@ -173,6 +245,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			return fmt.Errorf("plots: %w", err)
 		}
 		res.Plots = append(res.Plots, "throughput-vs-partitions.png")
+	}
+	res.ProfileDir = profileDir
+	if rel, err := filepath.Rel(filepath.Dir(cfg.report), profileDir); err == nil {
+		res.ProfileDir = filepath.ToSlash(rel)
 	}
 	if rel, err := filepath.Rel(filepath.Dir(cfg.report), plotDir); err == nil {
 		for i, name := range res.Plots {

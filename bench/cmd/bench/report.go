@@ -20,6 +20,9 @@ type results struct {
 	Stages      stageProbe     `json:"stages"`
 	ScalingPlan scalingPlan    `json:"scalingPlan"`
 	Scaling     []scalingPoint `json:"scaling"`
+	// Profiles show where Answerback's processes spend their CPU under load.
+	Profiles   []profileRun `json:"profiles"`
+	ProfileDir string       `json:"-"` // the raw profiles, relative to the report
 	// Plots are the PNG files drawn from the run, relative to the report.
 	Plots []string `json:"-"`
 }
@@ -36,7 +39,8 @@ func (r results) markdown() string {
 	b.WriteString("- **Answerback**: gateway ×2 behind a round-robin load balancer → commands topic → aggregator (one transaction per batch) → events topic → projector (one PostgreSQL transaction per batch) → reply topic → gateway; each service a separate process.\n")
 	b.WriteString("- **Answerback, embedded (kfake)**: the embedded default behind `make run` — the same services and two gateways behind a load balancer in one process, on franz-go's in-process kfake broker instead of Apache Kafka, and the same PostgreSQL.\n")
 	b.WriteString("- **transport floor**: the same three Kafka hops and one PostgreSQL commit per batch, no processing (no transaction, state, view or derived reply), in one process.\n")
-	b.WriteString("- **monolith floor**: one HTTP handler deciding the same command with the same domain code and building the same reply in one PostgreSQL transaction, no Kafka.\n\n")
+	b.WriteString("- **monolith floor**: one HTTP handler deciding the same command with the same domain code and building the same reply in one PostgreSQL transaction, no Kafka.\n")
+	b.WriteString("- **Watermill peer**: the same flow built with Watermill (`cqrs` and `requestreply` over `watermill-kafka`, i.e. Sarama), in one process: command bus → command handler (state in a PostgreSQL table, one transaction per command) → event bus → event handler (one PostgreSQL transaction per event, reply built from the view) → request-reply backend → HTTP handler; the same domain code, view and topics partitioned alike.\n\n")
 	writeStages(&b, r.Stages)
 	for _, mixName := range mixNames(r.Series) {
 		fmt.Fprintf(&b, "## %s\n\n", mixName)
@@ -63,6 +67,7 @@ func (r results) markdown() string {
 		b.WriteString("\n")
 	}
 	writeScaling(&b, r.ScalingPlan, r.Scaling)
+	writeProfiles(&b, r.Profiles, r.ProfileDir)
 	if len(r.Plots) > 0 {
 		b.WriteString("## Plots\n\n")
 		for _, p := range r.Plots {

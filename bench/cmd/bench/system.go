@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/answerback/answerback/bench/loadgen"
@@ -27,6 +28,12 @@ type system struct {
 	// pids names the processes whose CPU time and memory a step costs
 	// (component → pid); nil when the system runs inside the bench process.
 	pids func() map[string]int
+	// pgDatabase names the system's database: the CPU time of PostgreSQL's
+	// backends serving it counts as the cost of component "postgres".
+	pgDatabase string
+	pgPid      func() int // the postmaster
+	// pprofAddrs are the addresses that serve Go's profiles, by process.
+	pprofAddrs map[string]string
 }
 
 // mix is a traffic pattern: commands spread over many orders, or many
@@ -60,13 +67,9 @@ var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 
 func measure(ctx context.Context, sys *system, m mix, p plan, log *slog.Logger) (series, error) {
 	s := series{System: sys.name, Mix: m.name}
-	prefix := fmt.Sprintf("%s-%d", map[bool]string{true: "hot", false: "spread"}[m.orders < 100], time.Now().UnixNano()%1e6)
-	orders := make([]string, m.orders)
-	for i := range orders {
-		orders[i] = fmt.Sprintf("%s-%d", prefix, i)
-		if err := sys.createOrder(ctx, orders[i]); err != nil {
-			return s, fmt.Errorf("creating order %s: %w", orders[i], err)
-		}
+	orders, err := createOrders(ctx, sys, m, "")
+	if err != nil {
+		return s, err
 	}
 	warm := loadgen.Run(ctx, loadgen.Options{Rate: 50, Duration: p.WarmUp}, addItem(sys, orders, 0))
 	log.Info("warmed up", "system", sys.name, "mix", m.name, "ok", warm.OK, "errors", warm.Errors)
@@ -88,6 +91,20 @@ func measure(ctx context.Context, sys *system, m mix, p plan, log *slog.Logger) 
 		}
 	}
 	return s, nil
+}
+
+// createOrders creates the orders of mix m on sys, named after the mix, tag
+// and the time, so that every run has its own.
+func createOrders(ctx context.Context, sys *system, m mix, tag string) ([]string, error) {
+	prefix := fmt.Sprintf("%s%s-%d", tag, map[bool]string{true: "hot", false: "spread"}[m.orders < 100], time.Now().UnixNano()%1e6)
+	orders := make([]string, m.orders)
+	for i := range orders {
+		orders[i] = fmt.Sprintf("%s-%d", prefix, i)
+		if err := sys.createOrder(ctx, orders[i]); err != nil {
+			return nil, fmt.Errorf("creating order %s: %w", orders[i], err)
+		}
+	}
+	return orders, nil
 }
 
 // addItem is request i of a run: one unit of the next SKU on the next order.
@@ -145,7 +162,34 @@ func usage(sys *system) map[string]procs.Usage {
 			out[name] = u
 		}
 	}
+	if sys.pgPid != nil {
+		if u, err := backendsUsage(sys.pgPid(), sys.pgDatabase); err == nil {
+			out["postgres"] = u
+		}
+	}
 	return out
+}
+
+// backendsUsage sums the CPU time of the PostgreSQL backends serving
+// database (children of the postmaster whose title names it); the peak
+// memory is the largest of one backend's.
+func backendsUsage(postmaster int, database string) (procs.Usage, error) {
+	var sum procs.Usage
+	kids, err := procs.Children(postmaster)
+	if err != nil {
+		return sum, err
+	}
+	for _, pid := range kids {
+		title, err := procs.Cmdline(pid)
+		if err != nil || !strings.Contains(title, " "+database+" ") {
+			continue
+		}
+		if u, err := procs.UsageOf(pid); err == nil {
+			sum.CPU += u.CPU
+			sum.PeakRSS = max(sum.PeakRSS, u.PeakRSS)
+		}
+	}
+	return sum, nil
 }
 
 // costPer1000 is, per component, the CPU seconds a step took per 1,000

@@ -39,7 +39,7 @@ func startInfra(ctx context.Context, cfg config, log *slog.Logger) (*env, error)
 	if err != nil {
 		return nil, err
 	}
-	e.broker, err = kafkalocal.Start(ctx, kafkalocal.Options{Dir: filepath.Join(dir, "kafka"), CacheDir: cache, Port: port, FullJIT: true, HeapMB: 1024})
+	e.broker, err = kafkalocal.Start(ctx, kafkalocal.Options{Dir: filepath.Join(dir, "kafka"), CacheDir: cache, Port: port, HeapMB: 1024})
 	if err != nil {
 		return nil, err
 	}

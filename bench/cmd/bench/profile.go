@@ -47,6 +47,9 @@ type processProfile struct {
 	File       string  `json:"file"`      // the raw profile, beside results.json
 	Functions  []share `json:"functions"` // the functions the CPU was in (self), largest first
 	Groups     []share `json:"groups"`    // Go: by package (self); Java: by thread pool
+	// Requests (the broker) are the samples taken while a request handler
+	// served a request, by the KafkaApis method that served it.
+	Requests []share `json:"requests,omitempty"`
 }
 
 // share is a part of a profile's samples.
@@ -99,7 +102,9 @@ func profileUnderLoad(ctx context.Context, sys *system, m mix, rate float64, war
 		})
 	}
 	// The load runs a little longer than the profiles, so they see it only.
+	before := usage(sys)
 	run.Result = loadgen.Run(ctx, loadgen.Options{Rate: rate, Duration: d + time.Second}, addItem(sys, orders, warmed.Sent))
+	run.Result.Cost = costPer1000(before, usage(sys), run.Result.OK)
 	wg.Wait()
 	slices.SortFunc(run.Processes, func(a, b processProfile) int { return cmp.Compare(a.Process, b.Process) })
 	log.Info("profiled", "system", sys.name, "mix", m.name, "rate", rate, "ok", run.Result.OK, "p50", run.Result.P50, "p99", run.Result.P99, "processes", len(run.Processes))
@@ -206,13 +211,13 @@ func jfrProfile(ctx context.Context, name string, pid int, d time.Duration, dir 
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	out, err := exec.CommandContext(ctx, "jfr", "print", "--events", "jdk.ExecutionSample", "--stack-depth", "1", file).Output()
+	out, err := exec.CommandContext(ctx, "jfr", "print", "--events", "jdk.ExecutionSample", "--stack-depth", "64", file).Output()
 	if err != nil {
 		return p, fmt.Errorf("jfr print: %w", err)
 	}
-	functions, pools, n := parseJFRSamples(out)
-	p.Samples = n
-	p.Functions, p.Groups = top(functions, float64(n)), top(pools, float64(n))
+	s := parseJFRSamples(out)
+	p.Samples = s.n
+	p.Functions, p.Groups, p.Requests = top(s.methods, float64(s.n)), top(s.pools, float64(s.n)), top(s.requests, float64(s.n))
 	return p, nil
 }
 
@@ -220,31 +225,49 @@ func jfrProfile(ctx context.Context, name string, pid int, d time.Duration, dir 
 // only there ("data-plane-kafka-request-handler-3").
 var digits = regexp.MustCompile(`[0-9]+`)
 
-// parseJFRSamples counts `jfr print` execution samples by leaf method and by
-// thread pool, and returns how many there were.
-func parseJFRSamples(out []byte) (methods, pools map[string]float64, n int) {
-	methods, pools = map[string]float64{}, map[string]float64{}
+// jfrSamples are execution samples counted three ways.
+type jfrSamples struct {
+	methods  map[string]float64 // by leaf method
+	pools    map[string]float64 // by thread pool
+	requests map[string]float64 // by the KafkaApis method on the stack, if any
+	n        int
+}
+
+// parseJFRSamples counts the execution samples `jfr print` lists.
+func parseJFRSamples(out []byte) jfrSamples {
+	s := jfrSamples{methods: map[string]float64{}, pools: map[string]float64{}, requests: map[string]float64{}}
 	sc := bufio.NewScanner(bytes.NewReader(out))
-	inStack, leafSeen := false, false
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	inStack, frame, request := false, 0, ""
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		switch {
 		case strings.HasPrefix(line, "jdk.ExecutionSample"):
-			n++
+			s.n++
 		case strings.HasPrefix(line, "sampledThread = "):
 			thread, _, _ := strings.Cut(strings.TrimPrefix(line, "sampledThread = "), " (")
-			pools[digits.ReplaceAllString(strings.Trim(thread, `"`), "N")]++
+			s.pools[digits.ReplaceAllString(strings.Trim(thread, `"`), "N")]++
 		case strings.HasPrefix(line, "stackTrace = ["):
-			inStack, leafSeen = true, false
-		case line == "]":
+			inStack, frame, request = true, 0, ""
+		case inStack && line == "]":
 			inStack = false
-		case inStack && !leafSeen && line != "...":
+			if request != "" {
+				s.requests[request]++
+			}
+		case inStack && line != "...":
 			method, _, _ := strings.Cut(line, "(")
-			methods[method]++
-			leafSeen = true
+			if frame == 0 {
+				s.methods[method]++
+			}
+			frame++
+			// The innermost handler on the stack names the request (the
+			// outermost, KafkaApis.handle, dispatches them all).
+			if _, name, ok := strings.Cut(method, "KafkaApis.handle"); ok && name != "" && request == "" {
+				request = strings.TrimSuffix(name, "Request")
+			}
 		}
 	}
-	return methods, pools, n
+	return s
 }
 
 // top returns the largest parts of a profile's total, in percent.
@@ -268,6 +291,16 @@ func writeProfiles(b *strings.Builder, runs []profileRun, rawDir string) {
 	for _, r := range runs {
 		fmt.Fprintf(b, "%s, %s, at %.0f commands/s for %.0fs (p50 %.1f ms, p99 %.1f ms, %d errors): each process's largest shares of its own CPU samples. Raw profiles in `%s` (`go tool pprof`, `jfr print`).\n\n",
 			r.System, r.Mix, r.Result.Rate, r.Result.Seconds, r.Result.P50, r.Result.P99, r.Result.Errors, rawDir)
+		if len(r.Result.Cost) > 0 {
+			b.WriteString("CPU seconds per 1,000 commands while profiled (the profilers' own cost included): ")
+			for i, name := range slices.Sorted(maps.Keys(r.Result.Cost)) {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(b, "%s %.2f", name, r.Result.Cost[name].CPUSecondsPer1000)
+			}
+			b.WriteString(".\n\n")
+		}
 		for _, p := range r.Processes {
 			what := fmt.Sprintf("%d samples", p.Samples)
 			if p.CPUSeconds > 0 {
@@ -289,6 +322,16 @@ func writeProfiles(b *strings.Builder, runs []profileRun, rawDir string) {
 				fmt.Fprintf(b, "| `%s` | %.1f | `%s` | %.1f |\n", f.Name, f.Percent, g.Name, g.Percent)
 			}
 			b.WriteString("\n")
+			if len(p.Requests) > 0 {
+				b.WriteString("Samples taken while serving a request, by request (`KafkaApis.handle…`): ")
+				for i, r := range p.Requests {
+					if i > 0 {
+						b.WriteString(", ")
+					}
+					fmt.Fprintf(b, "%s %.1f%%", r.Name, r.Percent)
+				}
+				b.WriteString(".\n\n")
+			}
 		}
 	}
 }

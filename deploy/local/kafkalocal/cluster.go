@@ -36,16 +36,13 @@ type Options struct {
 	Port int
 	// HeapMB caps each broker's Java heap; default 512.
 	HeapMB int
-	// FullJIT runs the brokers with the JVM's optimizing compiler (C2), as
-	// Kafka's own scripts do: for benchmarks, where the broker's steady-state
-	// CPU counts. Without it the JIT stops at C1, which starts a broker
-	// faster and is enough for tests, but costs several times the CPU under
-	// load.
-	FullJIT bool
 	// Detach starts brokers in their own session so they outlive this process;
 	// they are found again through pid files: by a later Start (which reuses
 	// running nodes) and by StopDir.
 	Detach bool
+	// Properties are server.properties lines ("key=value") added after the
+	// defaults; a key given again overrides its default (the last one wins).
+	Properties []string
 	// StartTimeout bounds the wait for the cluster to answer metadata; default 90s.
 	StartTimeout time.Duration
 }
@@ -244,6 +241,7 @@ func (c *Cluster) prepare(ctx context.Context, n *Node) error {
 		"broker.heartbeat.interval.ms=500",
 		"replica.lag.time.max.ms=5000",
 	}
+	props = append(props, c.opts.Properties...)
 	if err := os.WriteFile(n.configPath(), []byte(strings.Join(props, "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
@@ -289,17 +287,16 @@ func (c *Cluster) javaArgs(n *Node, main string, args ...string) []string {
 	a := []string{
 		fmt.Sprintf("-Xms%dm", c.opts.HeapMB/2), fmt.Sprintf("-Xmx%dm", c.opts.HeapMB),
 		"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-	}
-	if !c.opts.FullJIT {
-		a = append(a, "-XX:TieredStopAtLevel=1")
-	}
-	a = append(a,
+		// The JIT stops at C1: on a small machine, C2 compiled for minutes
+		// under the benchmark's load and took more CPU than it saved
+		// (docs/BENCHMARKS.md); C1 also starts a broker faster.
+		"-XX:TieredStopAtLevel=1",
 		"-Djava.awt.headless=true",
 		"-Dkafka.logs.dir=" + n.LogDir(),
 		"-Dlog4j2.configurationFile=" + filepath.Join(n.Dir, "log4j2.yaml"),
 		"-cp", filepath.Join(c.libs, "*"),
 		main,
-	)
+	}
 	return append(a, args...)
 }
 

@@ -26,7 +26,7 @@ GOLANGCI_LINT_VERSION := v2.15.0
 SCHEMATHESIS_VERSION := 4.32.5
 SCHEMATHESIS         := $(CACHE)/venv/bin/schemathesis
 
-.PHONY: help run test test-unit test-integration fuzz chaos bench bench-stages bench-profile bench-data bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
+.PHONY: help run test test-unit test-integration fuzz chaos bench bench-stages bench-profile bench-report bench-data bench-roundtrip infra-up infra-down kafka-jars lint fmt tidy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -107,6 +107,9 @@ bench: ## open-loop latency and throughput of Answerback beside the transport an
 
 bench-stages: ## where Answerback's round trip spends its time at no load (gateway, aggregator, commit and projection, reply), on the bench's stack
 	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -stages-only
+
+bench-report: ## write docs/BENCHMARKS.md and the plots again from BENCH_RESULTS, measuring nothing (after a change to the report)
+	@cd bench && $(GO) run ./cmd/bench -root $(CURDIR) -render -report $(abspath $(BENCH_REPORT)) -results $(abspath $(BENCH_RESULTS))
 
 bench-profile: ## where Answerback's processes and the broker spend their CPU at 200 commands/s (pprof, JFR); raw profiles in docs/bench/profiles
 	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -profile-only -results $(abspath $(BENCH_RESULTS))

@@ -80,7 +80,7 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 		stopAll()
 		return nil, err
 	}
-	sys := &system{name: "Answerback", url: lb.URL(), stop: func() { _ = lb.Close(); stopAll() },
+	sys := &system{name: nameAnswerback, url: lb.URL(), stop: func() { _ = lb.Close(); stopAll() },
 		pprofAddrs: pprofAddrs, pgDatabase: l.database, pgPid: e.pg.Pid}
 	sys.pids = func() map[string]int {
 		m := map[string]int{"kafka": e.broker.Nodes()[0].Pid()}

@@ -45,7 +45,7 @@ func startEmbedded(ctx context.Context, e *env, cfg config, log *slog.Logger) (*
 		return nil, err
 	}
 	url := "http://" + addr(1)
-	sys := &system{name: "Answerback, embedded (kfake)", url: url, stop: p.Stop, createOrder: createOrderAt(url)}
+	sys := &system{name: nameEmbedded, url: url, stop: p.Stop, createOrder: createOrderAt(url)}
 	sys.pids = func() map[string]int { return map[string]int{"devstack": p.Pid()} }
 	if err := seedCatalog(ctx, url); err != nil {
 		p.Stop()

@@ -39,6 +39,7 @@ func main() {
 	flag.BoolVar(&cfg.quick, "quick", os.Getenv("BENCH_QUICK") != "", "a one-minute smoke run (env BENCH_QUICK)")
 	flag.BoolVar(&cfg.stagesOnly, "stages-only", false, "only split Answerback's round trip by stage at no load, print it and stop")
 	flag.BoolVar(&cfg.profileOnly, "profile-only", false, "only profile Answerback's processes and the broker under load (spread mix), print where the CPU goes and stop; raw profiles in <results folder>/profiles")
+	flag.BoolVar(&cfg.renderOnly, "render", false, "measure nothing: write the plots and report of the raw results file (-results) again")
 	flag.BoolVar(&cfg.dataSizeOnly, "data-size-only", false, "only time the reply query against views of 10k and 1M orders and catalogs of 10, 1k and 100k items; write <results folder>/data-size.md")
 	systems := flag.String("systems", strings.Join(systemKeys, ","), "the systems to measure, comma-separated, among "+strings.Join(systemKeys, ", ")+
 		" (the stage probe and the scaling matrix come with answerback)")
@@ -56,6 +57,13 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.renderOnly {
+		if err := render(cfg); err != nil {
+			log.Error("render failed", "err", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, cfg, log); err != nil {
 		log.Error("bench failed", "err", err)
 		os.Exit(1)
@@ -66,6 +74,7 @@ type config struct {
 	root, cache, report, results string
 	quick, stagesOnly            bool
 	dataSizeOnly, profileOnly    bool
+	renderOnly                   bool
 	systems                      map[string]bool // by key (systemKeys) → measured
 }
 
@@ -229,6 +238,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		res.ScalingPlan = sp
 	}
 	res.Took = time.Since(started).Round(time.Second).String()
+	return writeOutputs(res, cfg)
+}
+
+// writeOutputs writes a run's raw results, plots and report; the targets
+// are judged here, so that a report rendered again judges them anew.
+func writeOutputs(res results, cfg config) error {
+	res.Targets = checkTargets(res)
 	if err := os.MkdirAll(filepath.Dir(cfg.results), 0o755); err != nil {
 		return err
 	}
@@ -237,6 +253,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	plotDir := filepath.Dir(cfg.results)
+	var err error
 	if res.Plots, err = writePlots(res, plotDir); err != nil {
 		return fmt.Errorf("plots: %w", err)
 	}
@@ -246,6 +263,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		res.Plots = append(res.Plots, "throughput-vs-partitions.png")
 	}
+	profileDir := filepath.Join(plotDir, "profiles")
 	res.ProfileDir = profileDir
 	if rel, err := filepath.Rel(filepath.Dir(cfg.report), profileDir); err == nil {
 		res.ProfileDir = filepath.ToSlash(rel)
@@ -258,4 +276,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	report := res.markdown()
 	fmt.Println(report)
 	return os.WriteFile(cfg.report, []byte(report), 0o644)
+}
+
+// render writes the plots and report of the raw results in cfg.results
+// again, without measuring: after a change to the report.
+func render(cfg config) error {
+	raw, err := os.ReadFile(cfg.results)
+	if err != nil {
+		return err
+	}
+	var res results
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return fmt.Errorf("%s: %w", cfg.results, err)
+	}
+	return writeOutputs(res, cfg)
 }

@@ -20,6 +20,8 @@ type results struct {
 	Stages      stageProbe     `json:"stages"`
 	ScalingPlan scalingPlan    `json:"scalingPlan"`
 	Scaling     []scalingPoint `json:"scaling"`
+	// Targets compares the run with the performance issue's targets.
+	Targets []target `json:"targets"`
 	// Profiles show where Answerback's processes spend their CPU under load.
 	Profiles   []profileRun `json:"profiles"`
 	ProfileDir string       `json:"-"` // the raw profiles, relative to the report
@@ -41,6 +43,7 @@ func (r results) markdown() string {
 	b.WriteString("- **transport floor**: the same three Kafka hops and one PostgreSQL commit per batch, no processing (no transaction, state, view or derived reply), in one process.\n")
 	b.WriteString("- **monolith floor**: one HTTP handler deciding the same command with the same domain code and building the same reply in one PostgreSQL transaction, no Kafka.\n")
 	b.WriteString("- **Watermill peer**: the same flow built with Watermill (`cqrs` and `requestreply` over `watermill-kafka`, i.e. Sarama), in one process: command bus → command handler (state in a PostgreSQL table, one transaction per command) → event bus → event handler (one PostgreSQL transaction per event, reply built from the view) → request-reply backend → HTTP handler; the same domain code, view and topics partitioned alike.\n\n")
+	writeTargets(&b, r.Targets)
 	writeStages(&b, r.Stages)
 	for _, mixName := range mixNames(r.Series) {
 		fmt.Fprintf(&b, "## %s\n\n", mixName)

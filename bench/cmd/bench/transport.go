@@ -148,7 +148,7 @@ func startTransportFloor(ctx context.Context, e *env, log *slog.Logger) (*system
 		pool.Close()
 		return nil, err
 	}
-	sys := &system{name: "transport floor", url: url, stop: func() {
+	sys := &system{name: nameTransport, url: url, stop: func() {
 		shutdown()
 		cancel()
 		wg.Wait()

@@ -352,7 +352,7 @@ func startWatermillPeer(ctx context.Context, e *env, log *slog.Logger) (*system,
 		return fail(err)
 	}
 	closers = append(closers, shutdown)
-	sys := &system{name: "Watermill peer", url: url, stop: closeAll}
+	sys := &system{name: nameWatermill, url: url, stop: closeAll}
 	sys.createOrder = func(ctx context.Context, id string) error { // as the monolith floor's: no Idempotency-Key here to make a retry safe
 		body, _ := json.Marshal(map[string]any{"id": id, "customerId": "bench"})
 		return post(ctx, url+"/v1/orders", body, http.StatusCreated)

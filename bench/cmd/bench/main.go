@@ -142,32 +142,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		return os.WriteFile(filepath.Join(filepath.Dir(cfg.results), "data-size.md"), []byte(b.String()), 0o644)
 	}
-	var systems []*system
-	var probe stageProbe
-	var ab *system
 	profileDir := filepath.Join(filepath.Dir(cfg.results), "profiles")
-	if cfg.systems["answerback"] {
-		if ab, err = startAnswerback(ctx, env, cfg, defaultLayout, log); err != nil {
-			return err
-		}
-		ab.stop = sync.OnceFunc(ab.stop) // stopped before the scaling matrix, and on the way out
-		defer ab.stop()
-		systems = append(systems, ab)
-		if !cfg.profileOnly {
-			if probe, err = probeStages(ctx, ab, env.brokers, map[bool]int{true: 50, false: 300}[cfg.quick]); err != nil {
-				return fmt.Errorf("stage probe: %w", err)
-			}
-		}
-	}
-	if cfg.stagesOnly {
-		var b strings.Builder
-		writeStages(&b, probe)
-		fmt.Print(b.String())
-		return nil
-	}
 	// profile runs Answerback under a steady load with its processes and the
 	// broker profiled.
-	profile := func() (profileRun, error) {
+	profile := func(ab *system) (profileRun, error) {
 		rate, warm, d := 200.0, 30*time.Second, 10*time.Second
 		if cfg.quick {
 			rate, warm, d = 100, 3*time.Second, 4*time.Second
@@ -177,20 +155,38 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		return profileUnderLoad(ctx, ab, mixes[0], rate, warm, d, profileDir, log)
 	}
-	if cfg.profileOnly {
-		run, err := profile()
+	if cfg.stagesOnly || cfg.profileOnly {
+		ab, err := startAnswerback(ctx, env, cfg, defaultLayout, log)
 		if err != nil {
 			return err
 		}
+		defer ab.stop()
 		var b strings.Builder
-		writeProfiles(&b, []profileRun{run}, profileDir)
+		if cfg.stagesOnly {
+			probe, err := probeStages(ctx, ab, env.brokers, map[bool]int{true: 50, false: 300}[cfg.quick])
+			if err != nil {
+				return fmt.Errorf("stage probe: %w", err)
+			}
+			writeStages(&b, probe)
+		} else {
+			run, err := profile(ab)
+			if err != nil {
+				return err
+			}
+			writeProfiles(&b, []profileRun{run}, profileDir)
+		}
 		fmt.Print(b.String())
 		return nil
 	}
+
+	// Each system runs alone: started before its series and stopped after
+	// them, so that no other system's idle clients take the machine's CPU.
+	res := results{Machine: describeMachine(), Plan: p, Kafka: env.kafkaVersion, Quick: cfg.quick}
 	for _, s := range []struct {
 		key   string
 		start func() (*system, error)
 	}{
+		{"answerback", func() (*system, error) { return startAnswerback(ctx, env, cfg, defaultLayout, log) }},
 		{"embedded", func() (*system, error) { return startEmbedded(ctx, env, cfg, log) }},
 		{"transport", func() (*system, error) { return startTransportFloor(ctx, env, log) }},
 		{"monolith", func() (*system, error) { return startMonolithFloor(ctx, env, log) }},
@@ -203,31 +199,27 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		if err != nil {
 			return err
 		}
-		sys.stop = sync.OnceFunc(sys.stop) // stopped before the scaling matrix, and on the way out
+		sys.stop = sync.OnceFunc(sys.stop) // stopped after its series, or on the way out
 		defer sys.stop()
-		systems = append(systems, sys)
-	}
-
-	res := results{Machine: describeMachine(), Plan: p, Kafka: env.kafkaVersion, Quick: cfg.quick, Stages: probe}
-	for _, mix := range mixes {
-		for _, sys := range systems {
+		if s.key == "answerback" {
+			if res.Stages, err = probeStages(ctx, sys, env.brokers, map[bool]int{true: 50, false: 300}[cfg.quick]); err != nil {
+				return fmt.Errorf("stage probe: %w", err)
+			}
+		}
+		for _, mix := range mixes {
 			series, err := measure(ctx, sys, mix, p, log)
 			if err != nil {
 				return fmt.Errorf("%s, %s: %w", sys.name, mix.name, err)
 			}
 			res.Series = append(res.Series, series)
 		}
-	}
-	if ab != nil {
-		run, err := profile()
-		if err != nil {
-			return fmt.Errorf("profile: %w", err)
+		if s.key == "answerback" {
+			run, err := profile(sys)
+			if err != nil {
+				return fmt.Errorf("profile: %w", err)
+			}
+			res.Profiles = append(res.Profiles, run)
 		}
-		res.Profiles = append(res.Profiles, run)
-	}
-	// The matrix runs after the main series, with their systems stopped, so
-	// that only the configuration measured uses the machine.
-	for _, sys := range systems {
 		sys.stop()
 	}
 	if cfg.systems["answerback"] {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/answerback/answerback/deploy/local/kafkalocal"
 	"github.com/answerback/answerback/deploy/local/pglocal"
@@ -69,6 +70,23 @@ func (e *env) database(ctx context.Context, name string) (string, error) {
 		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
 	return e.pg.DSN(name), nil
+}
+
+// pool creates database name and opens a pool of at most maxConns
+// connections to it (0: pgx's default).
+func (e *env) pool(ctx context.Context, name string, maxConns int32) (*pgxpool.Pool, error) {
+	dsn, err := e.database(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
 func (e *env) stop() {

@@ -28,16 +28,7 @@ import (
 // the database cost; Answerback's distance from it is the price of the
 // pipeline.
 func startMonolithFloor(ctx context.Context, e *env, log *slog.Logger) (*system, error) {
-	dsn, err := e.database(ctx, "monolith")
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		return nil, err
-	}
-	cfg.MaxConns = 32 // as the gateway's pool
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := e.pool(ctx, "monolith", 32) // as the gateway's pool
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,9 +10,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -31,11 +27,7 @@ const (
 // Same broker, same client settings (linger 0, acks=all, idempotent, short
 // fetch waits), same partition count.
 func startTransportFloor(ctx context.Context, e *env, log *slog.Logger) (*system, error) {
-	dsn, err := e.database(ctx, "floor")
-	if err != nil {
-		return nil, err
-	}
-	pool, err := pgxpool.New(ctx, dsn)
+	pool, err := e.pool(ctx, "floor", 0)
 	if err != nil {
 		return nil, err
 	}
@@ -43,21 +35,9 @@ func startTransportFloor(ctx context.Context, e *env, log *slog.Logger) (*system
 		pool.Close()
 		return nil, err
 	}
-	admin, err := kgo.NewClient(kgo.SeedBrokers(e.brokers...))
-	if err != nil {
+	if err := createTopics(ctx, e.brokers, 6, floorCommands, floorEvents, floorReplies); err != nil {
 		pool.Close()
 		return nil, err
-	}
-	defer admin.Close()
-	for _, topic := range []string{floorCommands, floorEvents, floorReplies} {
-		resp, err := kadm.NewClient(admin).CreateTopic(ctx, 6, -1, nil, topic)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			pool.Close()
-			return nil, fmt.Errorf("create %s: %w", topic, err)
-		}
 	}
 	f := &transportFloor{waiters: map[string]chan []byte{}}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -134,16 +134,7 @@ type wmResult struct {
 // Not reproduced: Idempotency-Key headers and the command-outcome record
 // behind GET /v1/commands/{id} (the bench relies on neither).
 func startWatermillPeer(ctx context.Context, e *env, log *slog.Logger) (*system, error) {
-	dsn, err := e.database(ctx, "watermill")
-	if err != nil {
-		return nil, err
-	}
-	pcfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		return nil, err
-	}
-	pcfg.MaxConns = 32 // as the gateway's pool
-	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	pool, err := e.pool(ctx, "watermill", 32) // as the gateway's pool
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/answerback/answerback/bench/loadgen"
 )
 
 func main() {
@@ -202,6 +204,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		sys.stop = sync.OnceFunc(sys.stop) // stopped after its series, or on the way out
 		defer sys.stop()
 		if s.key == "answerback" {
+			// A young broker runs its JIT-compiled code slowly and compiles
+			// besides: the first system measured would pay for it.
+			if err := warmUp(ctx, sys, map[bool]time.Duration{true: 5 * time.Second, false: 30 * time.Second}[cfg.quick], log); err != nil {
+				return fmt.Errorf("warm-up: %w", err)
+			}
 			if res.Stages, err = probeStages(ctx, sys, env.brokers, map[bool]int{true: 50, false: 300}[cfg.quick]); err != nil {
 				return fmt.Errorf("stage probe: %w", err)
 			}
@@ -231,6 +238,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	res.Took = time.Since(started).Round(time.Second).String()
 	return writeOutputs(res, cfg)
+}
+
+// warmUp drives sys at 100 commands/s for d on orders of its own, and
+// records nothing.
+func warmUp(ctx context.Context, sys *system, d time.Duration, log *slog.Logger) error {
+	orders, err := createOrders(ctx, sys, mix{name: "warm-up", orders: 100}, "warm")
+	if err != nil {
+		return err
+	}
+	r := loadgen.Run(ctx, loadgen.Options{Rate: 100, Duration: d}, addItem(sys, orders, 0))
+	log.Info("broker warmed up", "system", sys.name, "ok", r.OK, "errors", r.Errors, "p50", r.P50, "p99", r.P99)
+	return nil
 }
 
 // writeOutputs writes a run's raw results, plots and report; the targets

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -69,7 +70,7 @@ func probeStages(ctx context.Context, sys *system, brokers []string, n int) (sta
 	}
 	names := topics.For("", "orders")
 	replyTopics := []string{topics.ReplyTopic("", "bench-gw1"), topics.ReplyTopic("", "bench-gw2")}
-	stamps, err := commandStamps(ctx, brokers, len(trips), names.Commands, names.Events, replyTopics)
+	stamps, err := commandStamps(ctx, brokers, slices.Collect(maps.Keys(trips)), names.Commands, names.Events, replyTopics)
 	if err != nil {
 		return stageProbe{}, err
 	}
@@ -102,9 +103,9 @@ func probeStages(ctx context.Context, sys *system, brokers []string, n int) (sta
 type stamps struct{ command, event, reply time.Time }
 
 // commandStamps reads the commands, events and reply topics from the start
-// until it has the stamps of want commands (the probe's, on a fresh run;
-// earlier records, such as the catalog's or orders' creation, are included).
-func commandStamps(ctx context.Context, brokers []string, want int, commands, events string, replies []string) (map[string]*stamps, error) {
+// until it has the stamps of every command in want (other commands' are
+// returned too).
+func commandStamps(ctx context.Context, brokers []string, want []string, commands, events string, replies []string) (map[string]*stamps, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(append([]string{commands, events}, replies...)...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
@@ -116,17 +117,17 @@ func commandStamps(ctx context.Context, brokers []string, want int, commands, ev
 	out := map[string]*stamps{}
 	complete := func() int {
 		n := 0
-		for _, s := range out {
-			if !s.command.IsZero() && !s.event.IsZero() && !s.reply.IsZero() {
+		for _, id := range want {
+			if s, ok := out[id]; ok && !s.command.IsZero() && !s.event.IsZero() && !s.reply.IsZero() {
 				n++
 			}
 		}
 		return n
 	}
-	for complete() < want {
+	for complete() < len(want) {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("reading the probe's records: %d of %d commands complete", complete(), want)
+			return nil, fmt.Errorf("reading the probe's records: %d of %d commands complete", complete(), len(want))
 		}
 		fetches.EachRecord(func(r *kgo.Record) {
 			id := ""

@@ -275,8 +275,8 @@ func writeOutputs(res results, cfg config) error {
 		res.Plots = append(res.Plots, "throughput-vs-partitions.png")
 	}
 	profileDir := filepath.Join(plotDir, "profiles")
-	res.ProfileDir = profileDir
-	if rel, err := filepath.Rel(filepath.Dir(cfg.report), profileDir); err == nil {
+	res.ProfileDir = profileDir // named from the repository's root in the report
+	if rel, err := filepath.Rel(cfg.root, profileDir); err == nil {
 		res.ProfileDir = filepath.ToSlash(rel)
 	}
 	if rel, err := filepath.Rel(filepath.Dir(cfg.report), plotDir); err == nil {

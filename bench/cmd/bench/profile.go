@@ -40,13 +40,18 @@ type profileRun struct {
 type processProfile struct {
 	Process string `json:"process"`
 	Kind    string `json:"kind"` // "Go CPU profile" or "JFR execution samples"
-	// CPUSeconds is the CPU time the profile saw (Go), or the count of
-	// execution samples (JFR, one per 20 ms of a running Java thread).
+	// CPUSeconds is the CPU time the profile saw (Go), or that the JVM's
+	// threads used during it (jcmd Thread.print).
 	CPUSeconds float64 `json:"cpuSeconds,omitempty"`
 	Samples    int     `json:"samples"`
-	File       string  `json:"file"`      // the raw profile, beside results.json
-	Functions  []share `json:"functions"` // the functions the CPU was in (self), largest first
-	Groups     []share `json:"groups"`    // Go: by package (self); Java: by thread pool
+	File       string  `json:"file"` // the raw profile, beside results.json
+	// Functions are the functions the CPU was in (self), largest first: of
+	// the Go profile's CPU time, or of the JFR execution samples (which see
+	// Java code only, not the time a thread spends in the kernel or the VM).
+	Functions []share `json:"functions"`
+	// Groups: Go, by package (self); the JVM, its threads' CPU time by
+	// thread pool, the VM's own (GC, JIT) included.
+	Groups []share `json:"groups"`
 	// Requests (the broker) are the samples taken while a request handler
 	// served a request, by the KafkaApis method that served it.
 	Requests []share `json:"requests,omitempty"`
@@ -191,19 +196,40 @@ func jfrProfile(ctx context.Context, name string, pid int, d time.Duration, dir 
 		return p, err
 	}
 	_ = os.Remove(file)
+	before, err := jvmThreadCPU(ctx, pid)
+	if err != nil {
+		return p, err
+	}
 	rec := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 	if out, err := exec.CommandContext(ctx, "jcmd", strconv.Itoa(pid), "JFR.start", "name="+rec, "settings=profile",
 		fmt.Sprintf("duration=%ds", int(d.Seconds())), "filename="+file).CombinedOutput(); err != nil {
 		return p, fmt.Errorf("jcmd JFR.start: %w: %s", err, out)
 	}
-	// The recording is written when its duration ends.
-	deadline := time.Now().Add(d + 30*time.Second)
+	// The recording is written when its duration ends; the threads' CPU
+	// time is read at the same moment.
+	select {
+	case <-ctx.Done():
+		return p, ctx.Err()
+	case <-time.After(d):
+	}
+	after, err := jvmThreadCPU(ctx, pid)
+	if err != nil {
+		return p, err
+	}
+	pools := map[string]float64{}
+	for name, ms := range after {
+		if spent := ms - before[name]; spent > 0 {
+			pools[digits.ReplaceAllString(name, "N")] += spent
+			p.CPUSeconds += spent / 1000
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if st, err := os.Stat(file); err == nil && st.Size() > 0 && time.Since(st.ModTime()) > time.Second {
 			break
 		}
 		if time.Now().After(deadline) {
-			return p, fmt.Errorf("no recording in %s after %s", file, d+30*time.Second)
+			return p, fmt.Errorf("no recording in %s 30s after its end", file)
 		}
 		select {
 		case <-ctx.Done():
@@ -217,25 +243,48 @@ func jfrProfile(ctx context.Context, name string, pid int, d time.Duration, dir 
 	}
 	s := parseJFRSamples(out)
 	p.Samples = s.n
-	p.Functions, p.Groups, p.Requests = top(s.methods, float64(s.n)), top(s.pools, float64(s.n)), top(s.requests, float64(s.n))
+	p.Functions, p.Requests = top(s.methods, float64(s.n)), top(s.requests, float64(s.n))
+	p.Groups = top(pools, p.CPUSeconds*1000)
 	return p, nil
+}
+
+// threadLine is a thread in `jcmd <pid> Thread.print`: its name and the CPU
+// time it has used ("cpu=12.34ms"), VM threads (GC, JIT) included.
+var threadLine = regexp.MustCompile(`^"(.+?)" .*\bcpu=([0-9.]+)ms`)
+
+// jvmThreadCPU returns the CPU milliseconds each thread of JVM pid has used.
+func jvmThreadCPU(ctx context.Context, pid int) (map[string]float64, error) {
+	out, err := exec.CommandContext(ctx, "jcmd", strconv.Itoa(pid), "Thread.print").Output()
+	if err != nil {
+		return nil, fmt.Errorf("jcmd Thread.print: %w", err)
+	}
+	cpu := map[string]float64{}
+	for line := range strings.Lines(string(out)) {
+		if m := threadLine.FindStringSubmatch(line); m != nil {
+			ms, _ := strconv.ParseFloat(m[2], 64)
+			cpu[m[1]] += ms
+		}
+	}
+	if len(cpu) == 0 {
+		return nil, fmt.Errorf("jcmd Thread.print: no thread with its CPU time")
+	}
+	return cpu, nil
 }
 
 // digits finds the numbers in a thread's name: threads of one pool differ
 // only there ("data-plane-kafka-request-handler-3").
 var digits = regexp.MustCompile(`[0-9]+`)
 
-// jfrSamples are execution samples counted three ways.
+// jfrSamples are execution samples counted two ways.
 type jfrSamples struct {
 	methods  map[string]float64 // by leaf method
-	pools    map[string]float64 // by thread pool
 	requests map[string]float64 // by the KafkaApis method on the stack, if any
 	n        int
 }
 
 // parseJFRSamples counts the execution samples `jfr print` lists.
 func parseJFRSamples(out []byte) jfrSamples {
-	s := jfrSamples{methods: map[string]float64{}, pools: map[string]float64{}, requests: map[string]float64{}}
+	s := jfrSamples{methods: map[string]float64{}, requests: map[string]float64{}}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	inStack, frame, request := false, 0, ""
@@ -244,9 +293,6 @@ func parseJFRSamples(out []byte) jfrSamples {
 		switch {
 		case strings.HasPrefix(line, "jdk.ExecutionSample"):
 			s.n++
-		case strings.HasPrefix(line, "sampledThread = "):
-			thread, _, _ := strings.Cut(strings.TrimPrefix(line, "sampledThread = "), " (")
-			s.pools[digits.ReplaceAllString(strings.Trim(thread, `"`), "N")]++
 		case strings.HasPrefix(line, "stackTrace = ["):
 			inStack, frame, request = true, 0, ""
 		case inStack && line == "]":
@@ -302,15 +348,12 @@ func writeProfiles(b *strings.Builder, runs []profileRun, rawDir string) {
 			b.WriteString(".\n\n")
 		}
 		for _, p := range r.Processes {
-			what := fmt.Sprintf("%d samples", p.Samples)
-			if p.CPUSeconds > 0 {
-				what = fmt.Sprintf("%.1f CPU s", p.CPUSeconds)
-			}
-			group := "package"
+			what, function, group := fmt.Sprintf("%.1f CPU s", p.CPUSeconds), "function (self, % of CPU)", "package (self, % of CPU)"
 			if strings.HasPrefix(p.Kind, "JFR") {
-				group = "thread pool"
+				what = fmt.Sprintf("%.1f CPU s in its threads, %d execution samples", p.CPUSeconds, p.Samples)
+				function, group = "Java method (self, % of samples)", "thread pool (% of CPU)"
 			}
-			fmt.Fprintf(b, "**%s** (%s, %s)\n\n| function (self) | %% | %s | %% |\n|---|---|---|---|\n", p.Process, p.Kind, what, group)
+			fmt.Fprintf(b, "**%s** (%s, %s)\n\n| %s | %% | %s | %% |\n|---|---|---|---|\n", p.Process, p.Kind, what, function, group)
 			for i := range max(len(p.Functions), len(p.Groups)) {
 				var f, g share
 				if i < len(p.Functions) {
@@ -323,7 +366,7 @@ func writeProfiles(b *strings.Builder, runs []profileRun, rawDir string) {
 			}
 			b.WriteString("\n")
 			if len(p.Requests) > 0 {
-				b.WriteString("Samples taken while serving a request, by request (`KafkaApis.handle…`): ")
+				b.WriteString("Execution samples taken while serving a request, by request (`KafkaApis.handle…`): ")
 				for i, r := range p.Requests {
 					if i > 0 {
 						b.WriteString(", ")

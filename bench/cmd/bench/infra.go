@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -87,6 +89,30 @@ func (e *env) pool(ctx context.Context, name string, maxConns int32) (*pgxpool.P
 		cfg.MaxConns = maxConns
 	}
 	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+// commitLatency times n one-row transactions on PostgreSQL one after the
+// other and returns their median: the machine's fsync latency, which moves
+// every system's figures and varies on a shared host.
+func (e *env) commitLatency(ctx context.Context, n int) (time.Duration, error) {
+	pool, err := e.pool(ctx, fmt.Sprintf("fsync_probe_%d", time.Now().UnixNano()), 1)
+	if err != nil {
+		return 0, err
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `CREATE TABLE probe (i int)`); err != nil {
+		return 0, err
+	}
+	took := make([]time.Duration, 0, n)
+	for i := range n {
+		start := time.Now()
+		if _, err := pool.Exec(ctx, `INSERT INTO probe VALUES ($1)`, i); err != nil {
+			return 0, err
+		}
+		took = append(took, time.Since(start))
+	}
+	slices.Sort(took)
+	return took[len(took)/2], nil
 }
 
 func (e *env) stop() {

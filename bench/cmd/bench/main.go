@@ -184,6 +184,12 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	// Each system runs alone: started before its series and stopped after
 	// them, so that no other system's idle clients take the machine's CPU.
 	res := results{Machine: describeMachine(), Plan: p, Kafka: env.kafkaVersion, Quick: cfg.quick}
+	commit, err := env.commitLatency(ctx, 200)
+	if err != nil {
+		return fmt.Errorf("PostgreSQL commit probe: %w", err)
+	}
+	res.CommitMs = ms(commit)
+	log.Info("PostgreSQL commit latency", "p50", commit)
 	for _, s := range []struct {
 		key   string
 		start func() (*system, error)

@@ -10,12 +10,14 @@ import (
 
 // results is everything one run measured (docs/bench/results.json).
 type results struct {
-	Machine string   `json:"machine"`
-	Kafka   string   `json:"kafka"`
-	Quick   bool     `json:"quick"`
-	Plan    plan     `json:"plan"`
-	Took    string   `json:"took"`
-	Series  []series `json:"series"`
+	Machine string `json:"machine"`
+	// CommitMs is PostgreSQL's median one-row commit at the start (fsync).
+	CommitMs float64  `json:"commitMs,omitempty"`
+	Kafka    string   `json:"kafka"`
+	Quick    bool     `json:"quick"`
+	Plan     plan     `json:"plan"`
+	Took     string   `json:"took"`
+	Series   []series `json:"series"`
 	// Stages splits Answerback's round trip at no load.
 	Stages      stageProbe     `json:"stages"`
 	ScalingPlan scalingPlan    `json:"scalingPlan"`
@@ -35,7 +37,11 @@ func (r results) markdown() string {
 	b.WriteString("# Benchmarks\n\n")
 	fmt.Fprintf(&b, "Written by `make bench` (`bench/cmd/bench`) on %s in %s%s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), r.Took,
 		map[bool]string{true: " — a BENCH_QUICK smoke run, not figures to quote", false: ""}[r.Quick])
-	fmt.Fprintf(&b, "Machine: %s, shared by everything below: Apache Kafka %s (one broker, real, exactly-once transactions on), PostgreSQL (fsync on), the services and the load generator.\n\n", r.Machine, r.Kafka)
+	fmt.Fprintf(&b, "Machine: %s, shared by everything below: Apache Kafka %s (one broker, real, exactly-once transactions on), PostgreSQL (fsync on), the services and the load generator.", r.Machine, r.Kafka)
+	if r.CommitMs > 0 {
+		fmt.Fprintf(&b, " A one-row PostgreSQL commit took %.2f ms (median of 200 at the start): the disk's fsync, which moves every figure below and varies on this shared host.", r.CommitMs)
+	}
+	b.WriteString("\n\n")
 	b.WriteString("Every system serves `POST /v1/orders/{id}/items` (add one unit of a SKU; answer 200 with the order and the catalog items still valid for it — 50 SKUs) and is driven **open-loop**: requests start at fixed intended times and latency counts from the intended start, so queueing shows (no coordinated omission). ")
 	fmt.Fprintf(&b, "Each series warms up for %s at 50/s; then rates step up (%s each) until one is not sustained: p99 over %s, or any error. Each system runs alone: started before its series and stopped after them; the broker is warmed up first (Answerback at 100/s, unrecorded). The machine is shared and noisy: runs differ by tens of percent, more at the tail.\n\n", r.Plan.WarmUp, r.Plan.Step, r.Plan.P99Bound)
 	b.WriteString("- **Answerback**: gateway ×2 behind a round-robin load balancer → commands topic → aggregator (one transaction per batch) → events topic → projector (one PostgreSQL transaction per batch) → reply topic → gateway; each service a separate process.\n")

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"github.com/answerback/answerback/deploy/local/procs"
 )
@@ -14,6 +16,16 @@ import (
 // aggregator, the projector and two gateways behind a load balancer, all in
 // one process — on the run's PostgreSQL, and seeds the bench's catalog (the
 // devstack's own sample items stay on sale beside it).
+// tail returns the last n lines of the file at path, or why it cannot.
+func tail(path string, n int) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
 func startEmbedded(ctx context.Context, e *env, cfg config, log *slog.Logger) (*system, error) {
 	bin := filepath.Join(e.dir, "bin", "devstack")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./services/devstack")
@@ -25,11 +37,9 @@ func startEmbedded(ctx context.Context, e *env, cfg config, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	var ports [5]int
-	for i := range ports {
-		if ports[i], err = procs.FreePort(); err != nil {
-			return nil, err
-		}
+	ports, err := procs.FreePorts(5)
+	if err != nil {
+		return nil, err
 	}
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
 	p := &procs.Proc{Name: "devstack", Bin: bin, Log: filepath.Join(e.dir, "devstack.log"), Env: []string{
@@ -49,7 +59,7 @@ func startEmbedded(ctx context.Context, e *env, cfg config, log *slog.Logger) (*
 	sys.pids = func() map[string]int { return map[string]int{"devstack": p.Pid()} }
 	if err := seedCatalog(ctx, url); err != nil {
 		p.Stop()
-		return nil, fmt.Errorf("seeding the embedded default's catalog (log %s): %w", p.Log, err)
+		return nil, fmt.Errorf("seeding the embedded default's catalog: %w; the end of its log:\n%s", err, tail(p.Log, 20))
 	}
 	log.Info("embedded default up", "url", url)
 	return sys, nil

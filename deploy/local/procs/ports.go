@@ -17,6 +17,21 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// FreePorts returns n distinct loopback ports nobody listens on now (each
+// held until all are found, so that none is returned twice).
+func FreePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
 // FreeKafkaPorts returns a base port p such that p..p+n-1 (the client ports
 // of an n-node local Kafka cluster) and p+100..p+100+n-1 (its controller
 // ports) are all free now — the layout kafkalocal.Options.Port expects.

@@ -316,6 +316,8 @@ func TestValidItemsPaging(t *testing.T) {
 			t.Fatalf("pages listed %d SKUs, want p-001..p-%03d once each, in order", len(all), n-1)
 		}
 		s.mustCall(0, http.StatusBadRequest, http.MethodGet, "/v1/orders/big/valid-items?limit=0", nil)
+		s.mustCall(0, http.StatusBadRequest, http.MethodGet, "/v1/orders/big/valid-items?limit=", nil)
+		s.mustCall(0, http.StatusBadRequest, http.MethodGet, "/v1/orders/big?minVersion=", nil) // found by schemathesis
 		s.mustCall(0, http.StatusNotFound, http.MethodGet, "/v1/orders/nobody/valid-items", nil)
 	})
 }

@@ -504,8 +504,8 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	minVersion := int64(0)
-	if v := r.URL.Query().Get("minVersion"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
+	if q := r.URL.Query(); q.Has("minVersion") { // present but empty is malformed too
+		n, err := strconv.ParseInt(q.Get("minVersion"), 10, 64)
 		if err != nil || n < 0 {
 			writeProblem(w, &envelope.Problem{Type: "malformed", Title: "minVersion must be a non-negative integer", Status: http.StatusBadRequest})
 			return
@@ -600,8 +600,8 @@ func (g *Gateway) validItems(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	limit := view.MaxValidItems
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
+	if q.Has("limit") { // present but empty is malformed too
+		n, err := strconv.Atoi(q.Get("limit"))
 		if err != nil || n < 1 || n > view.MaxValidItems {
 			writeProblem(w, &envelope.Problem{Type: "malformed", Title: fmt.Sprintf("limit must be an integer from 1 to %d", view.MaxValidItems), Status: http.StatusBadRequest})
 			return

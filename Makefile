@@ -105,8 +105,8 @@ BENCH_FLAGS   ?=
 bench: ## open-loop latency and throughput of Answerback beside the transport and monolith floors (BENCH_QUICK=1: a 1-minute smoke); writes BENCH_REPORT
 	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -report $(abspath $(BENCH_REPORT)) -results $(abspath $(BENCH_RESULTS)) $(BENCH_FLAGS)
 
-bench-stages: ## where Answerback's round trip spends its time at no load (gateway, aggregator, commit and projection, reply), on the bench's stack
-	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -stages-only
+bench-stages: ## where the round trip spends its time at no load (gateway, aggregator, commit and projection, reply), on Apache Kafka and on the embedded default (BENCH_FLAGS=-systems=embedded: one of them)
+	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -stages-only $(BENCH_FLAGS)
 
 bench-report: ## write docs/BENCHMARKS.md and the plots again from BENCH_RESULTS, measuring nothing (after a change to the report)
 	@cd bench && $(GO) run ./cmd/bench -root $(CURDIR) -render -report $(abspath $(BENCH_REPORT)) -results $(abspath $(BENCH_RESULTS))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/answerback/answerback/deploy/local/procs"
+	"github.com/answerback/answerback/libs/pipeline/topics"
 )
 
 // layout is how one Answerback deployment is laid out on the run's broker
@@ -81,7 +82,8 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 		return nil, err
 	}
 	sys := &system{name: nameAnswerback, url: lb.URL(), stop: func() { _ = lb.Close(); stopAll() },
-		pprofAddrs: pprofAddrs, pgDatabase: l.database, pgPid: e.pg.Pid}
+		pprofAddrs: pprofAddrs, pgDatabase: l.database, pgPid: e.pg.Pid,
+		stageSource: &stageSource{brokers: e.brokers, replyTopics: []string{topics.ReplyTopic("", "bench-gw1"), topics.ReplyTopic("", "bench-gw2")}}}
 	sys.pids = func() map[string]int {
 		m := map[string]int{"kafka": e.broker.Nodes()[0].Pid()}
 		for _, p := range all {

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/answerback/answerback/deploy/local/procs"
+	"github.com/answerback/answerback/libs/pipeline/topics"
 )
 
 // startEmbedded runs the embedded default — `make run`'s devstack: kfake, the
@@ -55,7 +56,8 @@ func startEmbedded(ctx context.Context, e *env, cfg config, log *slog.Logger) (*
 		return nil, err
 	}
 	url := "http://" + addr(1)
-	sys := &system{name: nameEmbedded, url: url, stop: p.Stop, createOrder: createOrderAt(url)}
+	sys := &system{name: nameEmbedded, url: url, stop: p.Stop, createOrder: createOrderAt(url),
+		stageSource: &stageSource{brokers: []string{addr(0)}, replyTopics: []string{topics.ReplyTopic("", "devstack-gw1"), topics.ReplyTopic("", "devstack-gw2")}}}
 	sys.pids = func() map[string]int { return map[string]int{"devstack": p.Pid()} }
 	if err := seedCatalog(ctx, url); err != nil {
 		p.Stop()

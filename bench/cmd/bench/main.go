@@ -39,7 +39,7 @@ func main() {
 	flag.StringVar(&cfg.report, "report", "", "write the Markdown report here (default: <root>/docs/BENCHMARKS.md)")
 	flag.StringVar(&cfg.results, "results", "", "write the raw results here (default: <root>/docs/bench/results.json)")
 	flag.BoolVar(&cfg.quick, "quick", os.Getenv("BENCH_QUICK") != "", "a one-minute smoke run (env BENCH_QUICK)")
-	flag.BoolVar(&cfg.stagesOnly, "stages-only", false, "only split Answerback's round trip by stage at no load, print it and stop")
+	flag.BoolVar(&cfg.stagesOnly, "stages-only", false, "only split the round trip of Answerback and the embedded default (those selected) by stage at no load, print it and stop")
 	flag.BoolVar(&cfg.profileOnly, "profile-only", false, "only profile Answerback's processes and the broker under load (spread mix), print where the CPU goes and stop; raw profiles in <results folder>/profiles")
 	flag.BoolVar(&cfg.renderOnly, "render", false, "measure nothing: write the plots and report of the raw results file (-results) again")
 	flag.BoolVar(&cfg.dataSizeOnly, "data-size-only", false, "only time the reply query against views of 10k and 1M orders and catalogs of 10, 1k and 100k items; write <results folder>/data-size.md")
@@ -120,8 +120,11 @@ func planFor(quick bool) plan {
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	started := time.Now()
 	p := planFor(cfg.quick)
-	if (cfg.stagesOnly || cfg.profileOnly) && !cfg.systems["answerback"] {
-		return fmt.Errorf("-stages-only and -profile-only measure Answerback: select answerback in -systems")
+	if cfg.profileOnly && !cfg.systems["answerback"] {
+		return fmt.Errorf("-profile-only measures Answerback: select answerback in -systems")
+	}
+	if cfg.stagesOnly && !cfg.systems["answerback"] && !cfg.systems["embedded"] {
+		return fmt.Errorf("-stages-only splits the round trip of Answerback or the embedded default: select answerback or embedded in -systems")
 	}
 	env, err := startInfra(ctx, cfg, log)
 	if err != nil {
@@ -157,25 +160,44 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		return profileUnderLoad(ctx, ab, mixes[0], rate, warm, d, profileDir, log)
 	}
-	if cfg.stagesOnly || cfg.profileOnly {
+	if cfg.profileOnly {
 		ab, err := startAnswerback(ctx, env, cfg, defaultLayout, log)
 		if err != nil {
 			return err
 		}
 		defer ab.stop()
+		run, err := profile(ab)
+		if err != nil {
+			return err
+		}
 		var b strings.Builder
-		if cfg.stagesOnly {
-			probe, err := probeStages(ctx, ab, env.brokers, map[bool]int{true: 50, false: 300}[cfg.quick])
-			if err != nil {
-				return fmt.Errorf("stage probe: %w", err)
+		writeProfiles(&b, []profileRun{run}, profileDir)
+		fmt.Print(b.String())
+		return nil
+	}
+	probeCommands := map[bool]int{true: 50, false: 300}[cfg.quick]
+	if cfg.stagesOnly {
+		var b strings.Builder
+		for _, s := range []struct {
+			key   string
+			start func() (*system, error)
+		}{
+			{"answerback", func() (*system, error) { return startAnswerback(ctx, env, cfg, defaultLayout, log) }},
+			{"embedded", func() (*system, error) { return startEmbedded(ctx, env, cfg, log) }},
+		} {
+			if !cfg.systems[s.key] {
+				continue
 			}
-			writeStages(&b, probe)
-		} else {
-			run, err := profile(ab)
+			sys, err := s.start()
 			if err != nil {
 				return err
 			}
-			writeProfiles(&b, []profileRun{run}, profileDir)
+			probe, err := probeStages(ctx, sys, probeCommands)
+			sys.stop()
+			if err != nil {
+				return fmt.Errorf("stage probe: %w", err)
+			}
+			writeStages(&b, []stageProbe{probe})
 		}
 		fmt.Print(b.String())
 		return nil
@@ -215,9 +237,13 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			if err := warmUp(ctx, sys, map[bool]time.Duration{true: 5 * time.Second, false: 30 * time.Second}[cfg.quick], log); err != nil {
 				return fmt.Errorf("warm-up: %w", err)
 			}
-			if res.Stages, err = probeStages(ctx, sys, env.brokers, map[bool]int{true: 50, false: 300}[cfg.quick]); err != nil {
-				return fmt.Errorf("stage probe: %w", err)
+		}
+		if sys.stageSource != nil {
+			probe, err := probeStages(ctx, sys, probeCommands)
+			if err != nil {
+				return fmt.Errorf("%s: stage probe: %w", sys.name, err)
 			}
+			res.Stages = append(res.Stages, probe)
 		}
 		for _, mix := range mixes {
 			series, err := measure(ctx, sys, mix, p, log)
@@ -242,7 +268,8 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		res.ScalingPlan = sp
 	}
-	res.Took = time.Since(started).Round(time.Second).String()
+	res.Finished = time.Now().UTC().Truncate(time.Minute)
+	res.Took = res.Finished.Sub(started).Round(time.Second).String()
 	return writeOutputs(res, cfg)
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -12,14 +13,18 @@ import (
 type results struct {
 	Machine string `json:"machine"`
 	// CommitMs is PostgreSQL's median one-row commit at the start (fsync).
-	CommitMs float64  `json:"commitMs,omitempty"`
-	Kafka    string   `json:"kafka"`
-	Quick    bool     `json:"quick"`
-	Plan     plan     `json:"plan"`
-	Took     string   `json:"took"`
-	Series   []series `json:"series"`
-	// Stages splits Answerback's round trip at no load.
-	Stages      stageProbe     `json:"stages"`
+	CommitMs float64 `json:"commitMs,omitempty"`
+	Kafka    string  `json:"kafka"`
+	Quick    bool    `json:"quick"`
+	Plan     plan    `json:"plan"`
+	Took     string  `json:"took"`
+	// Finished is when the run ended: the report's date, also when it is
+	// rendered again later.
+	Finished time.Time `json:"finished"`
+	Series   []series  `json:"series"`
+	// Stages splits the round trips of Answerback and the embedded default
+	// at no load.
+	Stages      []stageProbe   `json:"stages"`
 	ScalingPlan scalingPlan    `json:"scalingPlan"`
 	Scaling     []scalingPoint `json:"scaling"`
 	// Targets compares the run with the performance issue's targets.
@@ -35,7 +40,7 @@ type results struct {
 func (r results) markdown() string {
 	var b strings.Builder
 	b.WriteString("# Benchmarks\n\n")
-	fmt.Fprintf(&b, "Written by `make bench` (`bench/cmd/bench`) on %s in %s%s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), r.Took,
+	fmt.Fprintf(&b, "Written by `make bench` (`bench/cmd/bench`) on %s in %s%s.\n\n", r.Finished.Format("2006-01-02 15:04 UTC"), r.Took,
 		map[bool]string{true: " — a BENCH_QUICK smoke run, not figures to quote", false: ""}[r.Quick])
 	fmt.Fprintf(&b, "Machine: %s, shared by everything below: Apache Kafka %s (one broker, real, exactly-once transactions on), PostgreSQL (fsync on), the services and the load generator.", r.Machine, r.Kafka)
 	if r.CommitMs > 0 {
@@ -125,16 +130,20 @@ func writeCost(b *strings.Builder, s series) {
 	}
 }
 
-// writeStages renders where Answerback's round trip spends its time.
-func writeStages(b *strings.Builder, p stageProbe) {
-	if len(p.Stages) == 0 {
+// writeStages renders where the round trips of Answerback and of the
+// embedded default spend their time.
+func writeStages(b *strings.Builder, probes []stageProbe) {
+	if len(probes) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "## Where the time goes\n\nAnswerback's round trip at no load (%d commands one after the other on one order), split by the timestamps of the records each command leaves: the command (stamped by the gateway), its first event (by the aggregator) and the reply (by the projector).\n\n| stage | p50 ms | p90 ms | what happens |\n|---|---|---|---|\n", p.Commands)
-	for _, s := range p.Stages {
-		fmt.Fprintf(b, "| %s | %.1f | %.1f | %s |\n", s.Name, ms(s.P50), ms(s.P90), s.What)
+	b.WriteString("## Where the time goes\n\nThe round trip at no load (commands one after the other on one order), split by the timestamps of the records each command leaves: the command (stamped by the gateway), its first event (by the aggregator) and the reply (by the projector).\n\n")
+	for _, p := range probes {
+		fmt.Fprintf(b, "%s, %d commands:\n\n| stage | p50 ms | p90 ms | what happens |\n|---|---|---|---|\n", cmp.Or(p.System, nameAnswerback), p.Commands)
+		for _, s := range p.Stages {
+			fmt.Fprintf(b, "| %s | %.1f | %.1f | %s |\n", s.Name, ms(s.P50), ms(s.P90), s.What)
+		}
+		b.WriteString("\n")
 	}
-	b.WriteString("\n")
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -29,6 +29,7 @@ type stage struct {
 // stageProbe is where one command's round trip spends its time, at no load:
 // commands one at a time on one order.
 type stageProbe struct {
+	System   string  `json:"system"`
 	Commands int     `json:"commands"`
 	Stages   []stage `json:"stages"`
 }
@@ -38,7 +39,10 @@ type stageProbe struct {
 // by the gateway when it produced it), the event (by the aggregator inside
 // its transaction) and the reply (by the projector after its PostgreSQL
 // commit). The stages sum to the round trip.
-func probeStages(ctx context.Context, sys *system, brokers []string, n int) (stageProbe, error) {
+func probeStages(ctx context.Context, sys *system, n int) (stageProbe, error) {
+	if sys.stageSource == nil {
+		return stageProbe{}, fmt.Errorf("%s: no records to split its round trip by", sys.name)
+	}
 	order := fmt.Sprintf("probe-%d", time.Now().UnixNano()%1e6)
 	if err := sys.createOrder(ctx, order); err != nil {
 		return stageProbe{}, err
@@ -69,8 +73,8 @@ func probeStages(ctx context.Context, sys *system, brokers []string, n int) (sta
 		trips[answer.CommandID] = trip{sent, answered}
 	}
 	names := topics.For("", "orders")
-	replyTopics := []string{topics.ReplyTopic("", "bench-gw1"), topics.ReplyTopic("", "bench-gw2")}
-	stamps, err := commandStamps(ctx, brokers, slices.Collect(maps.Keys(trips)), names.Commands, names.Events, replyTopics)
+	src := sys.stageSource
+	stamps, err := commandStamps(ctx, src.brokers, slices.Collect(maps.Keys(trips)), names.Commands, names.Events, src.replyTopics)
 	if err != nil {
 		return stageProbe{}, err
 	}
@@ -91,7 +95,7 @@ func probeStages(ctx context.Context, sys *system, brokers []string, n int) (sta
 		{"event → reply", "aggregator's commit (offsets, EndTxn, markers), projector's read_committed fetch, PostgreSQL transaction, produce of the reply"},
 		{"reply → client", "gateway's fetch of the reply, answer through the load balancer"},
 	}
-	out := stageProbe{Commands: len(trips)}
+	out := stageProbe{System: sys.name, Commands: len(trips)}
 	for i, l := range legs {
 		slices.Sort(l)
 		out.Stages = append(out.Stages, stage{Name: what[i][0], What: what[i][1], P50: l[len(l)/2], P90: l[len(l)*9/10]})

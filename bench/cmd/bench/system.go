@@ -36,6 +36,16 @@ type system struct {
 	pgPid      func() int // the postmaster
 	// pprofAddrs are the addresses that serve Go's profiles, by process.
 	pprofAddrs map[string]string
+	// stageSource is where the stage probe reads the records a command
+	// leaves; nil for systems built otherwise than Answerback.
+	stageSource *stageSource
+}
+
+// stageSource names the broker and the gateways' reply topics of an
+// Answerback deployment.
+type stageSource struct {
+	brokers     []string
+	replyTopics []string
 }
 
 // mix is a traffic pattern: commands spread over many orders, or many

@@ -48,7 +48,7 @@ func EnsureTopics(ctx context.Context, brokers []string, prefix string, partitio
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	for _, d := range Domains {
-		if err := topics.Ensure(ctx, adm, topics.For(prefix, d), partitions, -1); err != nil {
+		if _, err := topics.Ensure(ctx, adm, topics.For(prefix, d), partitions, -1); err != nil {
 			return err
 		}
 	}

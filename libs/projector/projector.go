@@ -81,10 +81,22 @@ type Faults struct {
 
 // Runtime runs one projection. Run it once.
 type Runtime struct {
-	p   Projection
-	cfg Config
-	log *slog.Logger
-	cl  *kgo.Client
+	p    Projection
+	cfg  Config
+	log  *slog.Logger
+	cl   *kgo.Client
+	mode mode
+}
+
+// mode is how a Runtime applies batches: live (the zero mode) or replaying.
+type mode struct {
+	// replay: no replies, no outcomes recorded, no dead letters produced —
+	// an event refused for good is counted in skipped and left out.
+	replay bool
+	// untracked: stored offsets are neither read nor written; every record
+	// is applied (idempotently, by the Projection's contract).
+	untracked bool
+	skipped   *atomic.Int64
 }
 
 // New validates the configuration.
@@ -168,29 +180,17 @@ func (r *Runtime) Run(ctx context.Context) error {
 // storedOffsets replaces the group's committed offsets with the ones stored
 // in PostgreSQL; partitions never projected start from the beginning.
 func (r *Runtime) storedOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	rows, err := r.cfg.Pool.Query(ctx, `SELECT topic, partition, next_offset FROM projector_offsets WHERE projection = $1`, r.p.Name)
+	offsets, err := StoredOffsets(ctx, r.cfg.Pool, r.p.Name)
 	if err != nil {
-		return nil, fmt.Errorf("projector: reading stored offsets: %w", err)
+		return nil, fmt.Errorf("projector: %w", err)
 	}
-	stored := map[string]map[int32]int64{}
-	for rows.Next() {
-		var topic string
-		var p int32
-		var next int64
-		if err := rows.Scan(&topic, &p, &next); err != nil {
-			return nil, err
-		}
-		if stored[topic] == nil {
-			stored[topic] = map[int32]int64{}
-		}
-		stored[topic][p] = next
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
+	stored := map[partitionKey]int64{}
+	for _, o := range offsets {
+		stored[partitionKey{o.Topic, o.Partition}] = o.Next
 	}
 	for topic, ps := range assigned {
 		for p := range ps {
-			if next, ok := stored[topic][p]; ok {
+			if next, ok := stored[partitionKey{topic, p}]; ok {
 				ps[p] = kgo.NewOffset().At(next).WithEpoch(-1)
 			} else {
 				ps[p] = kgo.NewOffset().AtStart()
@@ -275,35 +275,54 @@ func (r *Runtime) processBatch(ctx context.Context, records []*kgo.Record, savep
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit; the error of a failed rollback is the batch's error already
 
-	next, err := r.lockOffsets(ctx, tx, records)
-	if err != nil {
-		return nil, err
+	next := map[partitionKey]int64{}
+	if !r.mode.untracked {
+		if next, err = r.lockOffsets(ctx, tx, records); err != nil {
+			return nil, err
+		}
 	}
 	b := &batch{tx: tx}
 	now := time.Now()
 	for _, rec := range records {
 		k := partitionKey{rec.Topic, rec.Partition}
-		if rec.Offset < next[k] {
-			continue // applied before (a retried End, an overlapping owner)
+		if !r.mode.untracked {
+			if rec.Offset < next[k] {
+				continue // applied before (a retried End, an overlapping owner)
+			}
+			next[k] = rec.Offset + 1
 		}
-		next[k] = rec.Offset + 1
 		if err := r.applyOne(ctx, b, rec, now, savepoints); err != nil {
 			return nil, err
 		}
 	}
-	var topics []string
-	var partitions []int32
-	var offsets []int64
-	for k, n := range next {
-		topics, partitions, offsets = append(topics, k.topic), append(partitions, k.partition), append(offsets, n)
+	if !r.mode.untracked {
+		var topics []string
+		var partitions []int32
+		var offsets []int64
+		for k, n := range next {
+			topics, partitions, offsets = append(topics, k.topic), append(partitions, k.partition), append(offsets, n)
+		}
+		b.final.Queue(`
+			UPDATE projector_offsets o SET next_offset = u.next_offset
+			FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u (topic, partition, next_offset)
+			WHERE o.projection = $1 AND o.topic = u.topic AND o.partition = u.partition`,
+			r.p.Name, topics, partitions, offsets)
 	}
-	b.final.Queue(`
-		UPDATE projector_offsets o SET next_offset = u.next_offset
-		FROM unnest($2::text[], $3::int[], $4::bigint[]) AS u (topic, partition, next_offset)
-		WHERE o.projection = $1 AND o.topic = u.topic AND o.partition = u.partition`,
-		r.p.Name, topics, partitions, offsets)
 	if err := tx.SendBatch(ctx, &b.final).Close(); err != nil {
 		return nil, fmt.Errorf("recording outcomes and storing offsets: %w", err)
+	}
+	if r.mode.replay {
+		// The live projector dead-lettered these when they first came: a
+		// replay leaves them out and counts them.
+		if err := tx.Commit(ctx); err != nil {
+			return nil, fmt.Errorf("commit: %w", err)
+		}
+		for _, d := range b.dead {
+			r.mode.skipped.Add(1)
+			r.log.Warn("replay: event left out", "topic", header(d, dlq.HSourceTopic), "partition", header(d, dlq.HSourcePartition),
+				"offset", header(d, dlq.HSourceOffset), "err", header(d, dlq.HError))
+		}
+		return nil, nil
 	}
 	if err := r.deadLetter(ctx, b.dead); err != nil {
 		return nil, err
@@ -364,7 +383,9 @@ func (r *Runtime) lockOffsets(ctx context.Context, tx pgx.Tx, records []*kgo.Rec
 // goes on; without, a permanent failure returns errNeedsSavepoints.
 func (r *Runtime) applyOne(ctx context.Context, b *batch, rec *kgo.Record, now time.Time, savepoints bool) error {
 	if _, ok := r.p.Outcomes[rec.Topic]; ok {
-		r.recordOutcome(b, rec)
+		if !r.mode.replay {
+			r.recordOutcome(b, rec)
+		}
 		return nil
 	}
 	ev, err := envelope.DecodeEvent(rec)
@@ -396,7 +417,7 @@ func (r *Runtime) applyOne(ctx context.Context, b *batch, rec *kgo.Record, now t
 			return err
 		}
 	}
-	if !ev.LastOfCommand() || ev.CommandID == "" {
+	if r.mode.replay || !ev.LastOfCommand() || ev.CommandID == "" {
 		return nil
 	}
 	body, err := r.p.Reply(ctx, b.tx, rec.Topic, ev)

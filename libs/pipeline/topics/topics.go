@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -34,6 +35,10 @@ func For(prefix, domain string) Names {
 
 // ReplyTopic is the reply topic of a gateway instance.
 func ReplyTopic(prefix, instance string) string { return prefix + "replies." + instance }
+
+// GatewayRegistry is the compacted topic on which gateway instances announce
+// themselves (see package registry).
+func GatewayRegistry(prefix string) string { return prefix + "answerback.gateways" }
 
 // Spec is what a topic must look like: its configuration beside the
 // partition count and replication factor given to Ensure.
@@ -134,19 +139,28 @@ func Ensure(ctx context.Context, adm *kadm.Client, n Names, partitions int32, rf
 	}
 }
 
-// alignConfigs reads every topic's configuration and sets the keys that
-// differ from its spec.
+// alignConfigs reads the configuration of every topic that existed and sets
+// the keys that differ from its spec; topics just created have theirs.
 func alignConfigs(ctx context.Context, adm *kadm.Client, specs []Spec, states []State) error {
-	names := make([]string, len(specs))
+	var names []string
 	for i, spec := range specs {
-		names[i] = spec.Name
+		if states[i].Created {
+			maps.Copy(states[i].Configs, spec.Configs)
+		} else {
+			names = append(names, spec.Name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
 	}
 	described, err := adm.DescribeTopicConfigs(ctx, names...)
 	if err != nil {
 		return fmt.Errorf("describe topic configs: %w", err)
 	}
-	var alter []kadm.AlterConfig
 	for i, spec := range specs {
+		if states[i].Created {
+			continue
+		}
 		rc, err := described.On(spec.Name, nil)
 		if err == nil {
 			err = rc.Err
@@ -158,6 +172,7 @@ func alignConfigs(ctx context.Context, adm *kadm.Client, specs []Spec, states []
 		for _, c := range rc.Configs {
 			have[c.Key] = c.MaybeValue()
 		}
+		var alter []kadm.AlterConfig
 		for k, want := range spec.Configs {
 			states[i].Configs[k] = have[k]
 			if have[k] == want {
@@ -170,18 +185,18 @@ func alignConfigs(ctx context.Context, adm *kadm.Client, specs []Spec, states []
 			states[i].Configs[k] = want
 			alter = append(alter, kadm.AlterConfig{Op: kadm.SetConfig, Name: k, Value: kadm.StringPtr(want)})
 		}
-		if len(alter) > 0 {
-			resps, err := adm.AlterTopicConfigs(ctx, alter, spec.Name)
-			if err == nil {
-				var resp kadm.AlterConfigsResponse
-				if resp, err = resps.On(spec.Name, nil); err == nil {
-					err = resp.Err
-				}
+		if len(alter) == 0 {
+			continue
+		}
+		resps, err := adm.AlterTopicConfigs(ctx, alter, spec.Name)
+		if err == nil {
+			var resp kadm.AlterConfigsResponse
+			if resp, err = resps.On(spec.Name, nil); err == nil {
+				err = resp.Err
 			}
-			if err != nil {
-				return fmt.Errorf("set the configuration of %s: %w", spec.Name, err)
-			}
-			alter = alter[:0]
+		}
+		if err != nil {
+			return fmt.Errorf("set the configuration of %s: %w", spec.Name, err)
 		}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -229,4 +230,9 @@ func (t *Table) Row(cells ...any) {
 func (t *Table) Line(format string, args ...any) {
 	_ = t.w.Flush()
 	fmt.Fprintf(t.w, format+"\n", args...)
+}
+
+// logger writes warnings (records left out, retries) to stderr as text.
+func (a *App) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(a.Err, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/answerback/answerback/libs/domain/view"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
@@ -271,6 +272,83 @@ func TestRebuildUnderLoad(t *testing.T) {
 		var schemas int
 		if err := s.pg.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'views_rebuild%'`).Scan(&schemas); err != nil || schemas != 0 {
 			t.Errorf("rebuild schemas left: %d (%v)", schemas, err)
+		}
+	})
+}
+
+// TestStatus: status reports both aggregator groups with their members,
+// the view caught up with its event topics (no lag at rest, although every
+// transaction leaves a marker offset behind), and a dead letter pending.
+func TestStatus(t *testing.T) {
+	t.Parallel()
+	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
+		t.Parallel()
+		s := startStack(t, k, stackOptions{})
+		s.seedCatalog(defaultCatalog)
+		s.createOrders("s", 6, true)
+		ctx := testenv.Context(t, time.Minute)
+		if err := k.Client(t).ProduceSync(ctx, &kgo.Record{Topic: s.topics("orders").Commands, Key: []byte("s-0"), Value: []byte("not json")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		type lagged struct {
+			Partitions []struct {
+				Topic     string
+				Partition int32
+				Committed int64
+				End       int64
+				Lag       int64
+			}
+			Lag int64
+		}
+		var st struct {
+			Aggregators []struct {
+				Group   string
+				State   string
+				Members int
+				lagged
+			}
+			Views []struct {
+				View string
+				lagged
+			}
+			DLQ []struct {
+				Topic                          string
+				DeadLetters, Redriven, Pending int
+			}
+			Lag int64
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			s.abctl(&st, "status")
+			pending := 0
+			for _, d := range st.DLQ {
+				pending += d.Pending
+			}
+			if st.Lag == 0 && pending == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status never settled at no lag and one dead letter: %+v", st)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if len(st.Aggregators) != 2 || len(st.Views) != 1 || st.Views[0].View != "views" {
+			t.Fatalf("status: %+v", st)
+		}
+		for _, g := range st.Aggregators {
+			if g.Members != 1 || g.State != "Stable" || len(g.Partitions) != 3 {
+				t.Errorf("aggregator group %+v: want one member, Stable, 3 partitions", g)
+			}
+		}
+		var ends int64
+		for _, p := range st.Views[0].Partitions {
+			ends += p.End
+			if p.Committed < 0 && p.End > 0 {
+				t.Errorf("view partition %+v: records, but no offset stored", p)
+			}
+		}
+		if len(st.Views[0].Partitions) != 6 || ends == 0 {
+			t.Errorf("view partitions %+v: want 6 (3 per event topic), with records", st.Views[0].Partitions)
 		}
 	})
 }

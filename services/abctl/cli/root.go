@@ -66,6 +66,10 @@ type App struct {
 	pool  *pgxpool.Pool
 }
 
+// embeddedDatabaseURL is the database of `make run`, whose Kafka is the
+// default broker 127.0.0.1:9092: next to it, abctl needs no configuration.
+const embeddedDatabaseURL = "postgres://postgres@127.0.0.1:15433/postgres?sslmode=disable"
+
 // registry of commands: each command's file adds its constructor in init.
 var registry []func(*App) *cobra.Command
 
@@ -130,7 +134,7 @@ or unconfirmed; 5 done so far, more to do (run again).`,
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.Brokers, "brokers", envOr("KAFKA_BROKERS", "127.0.0.1:9092"), "Kafka seed brokers, comma-separated (env KAFKA_BROKERS)")
-	pf.StringVar(&a.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string of the view (env DATABASE_URL)")
+	pf.StringVar(&a.DatabaseURL, "database-url", envOr("DATABASE_URL", embeddedDatabaseURL), "PostgreSQL connection string of the view (env DATABASE_URL)")
 	pf.StringVar(&a.Prefix, "topic-prefix", os.Getenv("TOPIC_PREFIX"), "prefix of every topic and consumer group name (env TOPIC_PREFIX)")
 	pf.BoolVar(&a.JSON, "json", false, "print JSON for scripts instead of tables")
 	pf.DurationVar(&a.Timeout, "timeout", 30*time.Second, "how long to wait for the broker or database to answer one request")

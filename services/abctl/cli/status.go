@@ -256,14 +256,14 @@ func printStatus(t *Table, st status) {
 			t.Row(g.Group, g.State, g.Members, "-", "-", "-", "-", 0)
 		}
 		for _, p := range g.Partitions {
-			t.Row(g.Group, g.State, g.Members, p.Topic, p.Partition, p.Committed, p.End, p.Lag)
+			t.Row(g.Group, g.State, g.Members, p.Topic, p.Partition, offsetCell(p.Committed), p.End, p.Lag)
 		}
 	}
 	t.Line("\nVIEWS (offsets stored in PostgreSQL)")
 	t.Row("VIEW", "TOPIC", "PARTITION", "STORED", "END", "LAG")
 	for _, v := range st.Views {
 		for _, p := range v.Partitions {
-			t.Row(v.View, p.Topic, p.Partition, p.Committed, p.End, p.Lag)
+			t.Row(v.View, p.Topic, p.Partition, offsetCell(p.Committed), p.End, p.Lag)
 		}
 	}
 	t.Line("\nDEAD LETTERS")
@@ -327,4 +327,12 @@ func (a *App) countCommitted(ctx context.Context, parts []partitionLag) error {
 		})
 	}
 	return nil
+}
+
+// offsetCell shows an offset, or "-" when none is stored.
+func offsetCell(o int64) any {
+	if o < 0 {
+		return "-"
+	}
+	return o
 }

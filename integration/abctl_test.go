@@ -278,7 +278,8 @@ func TestRebuildUnderLoad(t *testing.T) {
 
 // TestStatus: status reports both aggregator groups with their members,
 // the view caught up with its event topics (no lag at rest, although every
-// transaction leaves a marker offset behind), and a dead letter pending.
+// transaction leaves a marker offset behind), both gateways live with their
+// reply topics, and a dead letter pending.
 func TestStatus(t *testing.T) {
 	t.Parallel()
 	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
@@ -315,7 +316,8 @@ func TestStatus(t *testing.T) {
 				Topic                          string
 				DeadLetters, Redriven, Pending int
 			}
-			Lag int64
+			Gateways []struct{ Instance, State, Topic string }
+			Lag      int64
 		}
 		deadline := time.Now().Add(30 * time.Second)
 		for {
@@ -338,6 +340,14 @@ func TestStatus(t *testing.T) {
 		for _, g := range st.Aggregators {
 			if g.Members != 1 || g.State != "Stable" || len(g.Partitions) != 3 {
 				t.Errorf("aggregator group %+v: want one member, Stable, 3 partitions", g)
+			}
+		}
+		if len(st.Gateways) != 2 {
+			t.Errorf("gateways %+v: want the stack's two", st.Gateways)
+		}
+		for _, g := range st.Gateways {
+			if g.State != "live" || g.Topic != topics.ReplyTopic(s.prefix, g.Instance) {
+				t.Errorf("gateway %+v: want live, with its reply topic", g)
 			}
 		}
 		var ends int64

@@ -16,7 +16,7 @@ type progress struct {
 
 // newProgress starts a bar named name; its total is set as it becomes known.
 func (a *App) newProgress(name string) *progress {
-	var out io.Writer = a.Err
+	out := a.Err
 	if a.JSON {
 		out = io.Discard
 	}

@@ -59,8 +59,11 @@ type dlqStatus struct {
 type status struct {
 	Aggregators []groupStatus `json:"aggregators"`
 	Views       []viewStatus  `json:"views"`
-	DLQ         []dlqStatus   `json:"dlq"`
-	Lag         int64         `json:"lag"` // the sum of every lag above
+	// Gateways are the reply topics and the gateway registry's entries,
+	// as `abctl replies list` shows them.
+	Gateways []replyRow  `json:"gateways"`
+	DLQ      []dlqStatus `json:"dlq"`
+	Lag      int64       `json:"lag"` // the sum of every lag above
 }
 
 func newStatusCmd(a *App) *cobra.Command {
@@ -71,7 +74,7 @@ func newStatusCmd(a *App) *cobra.Command {
 		Long: `status shows, per aggregator consumer group and partition, the committed
 offset, the log end and the lag; per view, the offsets its projector stored
 in PostgreSQL against the end of the event topics; the gateways in the
-registry and their reply topics; and the dead letters per topic, with how
+registry and their reply topics (as replies list shows them); and the dead letters per topic, with how
 many were redriven.
 
 With --max-lag N it exits 5 when any lag is over N (for scripts and probes).`,
@@ -91,6 +94,12 @@ With --max-lag N it exits 5 when any lag is over N (for scripts and probes).`,
 			}
 			if st.DLQ, err = dlqStatusOf(ctx, a); err != nil {
 				return err
+			}
+			if st.Gateways, _, err = a.surveyReplies(ctx, defaultStaleAfter, true); err != nil {
+				return err
+			}
+			if st.Gateways == nil {
+				st.Gateways = []replyRow{}
 			}
 			worst := int64(0)
 			for _, g := range st.Aggregators {
@@ -265,6 +274,15 @@ func printStatus(t *Table, st status) {
 		for _, p := range v.Partitions {
 			t.Row(v.View, p.Topic, p.Partition, offsetCell(p.Committed), p.End, p.Lag)
 		}
+	}
+	t.Line("\nGATEWAYS (live: a heartbeat in the last %s)", defaultStaleAfter)
+	t.Row("INSTANCE", "STATE", "LAST HEARTBEAT", "REPLY TOPIC")
+	for _, g := range st.Gateways {
+		beat := "-"
+		if g.LastHeartbeat != nil {
+			beat = g.LastHeartbeat.Format(time.RFC3339)
+		}
+		t.Row(g.Instance, g.State, beat, cmp.Or(g.Topic, "-"))
 	}
 	t.Line("\nDEAD LETTERS")
 	t.Row("TOPIC", "DEAD LETTERS", "REDRIVEN", "PENDING")

@@ -19,6 +19,7 @@ import (
 
 	"github.com/answerback/answerback/libs/domain/view"
 	"github.com/answerback/answerback/libs/pipeline/commands"
+	"github.com/answerback/answerback/libs/pipeline/registry"
 	"github.com/answerback/answerback/libs/pipeline/replies"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 	"github.com/answerback/answerback/libs/projector"
@@ -89,6 +90,7 @@ type Gateway struct {
 	cl       *kgo.Client
 	producer *commands.Producer
 	router   *replies.Router
+	announce *registry.Announcer
 	orders   topics.Names
 	catalog  topics.Names
 
@@ -102,7 +104,8 @@ type Gateway struct {
 	wg sync.WaitGroup // the router loop
 }
 
-// New opens the reply topic and the Kafka client. Call Run, then Close.
+// New announces the instance in the gateway registry, then opens the reply
+// topic and the Kafka client. Call Run, then Close.
 func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -128,17 +131,27 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	router, err := replies.Open(ctx, replies.Config{
-		Brokers: cfg.Brokers, Topic: topics.ReplyTopic(cfg.TopicPrefix, cfg.InstanceID),
+	// Registered before the reply topic exists, so that `abctl replies gc`
+	// never finds this instance's topic without its heartbeat.
+	replyTopic := topics.ReplyTopic(cfg.TopicPrefix, cfg.InstanceID)
+	announce, err := registry.Announce(ctx, registry.Config{
+		Brokers: cfg.Brokers, Prefix: cfg.TopicPrefix, Instance: cfg.InstanceID, ReplyTopic: replyTopic,
 		Logger: cfg.Logger, ClientOpts: cfg.ClientOpts,
 	})
 	if err != nil {
 		cl.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	router, err := replies.Open(ctx, replies.Config{
+		Brokers: cfg.Brokers, Topic: replyTopic, Logger: cfg.Logger, ClientOpts: cfg.ClientOpts,
+	})
+	if err != nil {
+		cl.Close()
+		return nil, errors.Join(fmt.Errorf("gateway: %w", err), announce.Close(ctx))
+	}
 	return &Gateway{
 		cfg: cfg, log: cfg.Logger.With("gateway", cfg.InstanceID), cl: cl,
-		producer: commands.NewProducer(cl), router: router,
+		producer: commands.NewProducer(cl), router: router, announce: announce,
 		orders:   topics.For(cfg.TopicPrefix, "orders"),
 		catalog:  topics.For(cfg.TopicPrefix, "catalog"),
 		sent:     map[string]time.Time{},
@@ -168,10 +181,18 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 // Close stops the Kafka clients and, when clean is set, deletes the reply
-// topic. Call it after Run has returned and the HTTP server has drained.
+// topic and then leaves the gateway registry. Otherwise — or when the topic
+// could not be deleted — it only stops heartbeating: the registry entry turns
+// stale and `abctl replies gc` may delete the topic. Call it after Run has
+// returned and the HTTP server has drained.
 func (g *Gateway) Close(ctx context.Context, clean bool) error {
 	g.wg.Wait()
 	err := g.router.Close(ctx, clean)
+	if clean && err == nil {
+		err = g.announce.Close(ctx)
+	} else {
+		g.announce.Abandon()
+	}
 	g.cl.Close()
 	return err
 }

@@ -11,7 +11,9 @@
 // Events (topic <domain>.events, key = aggregate ID) follow the CloudEvents
 // Kafka protocol binding in binary mode: ce_specversion, ce_id, ce_source,
 // ce_type, ce_subject (aggregate ID), ce_time, ce_sequence (aggregate version),
-// ce_correlationid (command ID), ce_tenant, ce_traceparent, content-type; plus
+// ce_correlationid (the command's conversation: its command ID),
+// ce_causationid (the message that caused the event: the command ID),
+// ce_tenant, ce_traceparent, content-type; plus
 // the pipeline's own reply-to, deadline, and command-events ("i/n": this is the
 // i-th of the n events the command produced).
 //
@@ -56,6 +58,7 @@ const (
 	CETime          = "ce_time"
 	CESequence      = "ce_sequence"
 	CECorrelationID = "ce_correlationid"
+	CECausationID   = "ce_causationid"
 	CETenant        = "ce_tenant"
 	CETraceParent   = "ce_traceparent"
 
@@ -283,6 +286,7 @@ func EncodeEvent(topic, source string, e Event) *kgo.Record {
 		{Key: HContentType, Value: []byte(ContentTypeJSON)},
 	}
 	hs = add(hs, CECorrelationID, e.CommandID)
+	hs = add(hs, CECausationID, e.CommandID)
 	hs = add(hs, CETenant, e.Tenant)
 	hs = add(hs, CETraceParent, e.TraceParent)
 	hs = add(hs, HReplyTo, e.ReplyTo)

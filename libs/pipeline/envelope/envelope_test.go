@@ -103,7 +103,7 @@ func TestEventRoundTripIsCloudEvents(t *testing.T) {
 	in.ExpectedVersion = NoVersion
 	in.IdempotencyKey = ""
 	rec := EncodeEvent("orders.events", "/answerback/orders", in)
-	want := map[string]string{CESpecVersion: "1.0", CEID: "order-1@8", CEType: "orders.item-added.v1", CESubject: "order-1", CESequence: "8", CESource: "/answerback/orders", HContentType: ContentTypeJSON, CECorrelationID: "c-1"}
+	want := map[string]string{CESpecVersion: "1.0", CEID: "order-1@8", CEType: "orders.item-added.v1", CESubject: "order-1", CESequence: "8", CESource: "/answerback/orders", HContentType: ContentTypeJSON, CECorrelationID: "c-1", CECausationID: "c-1"}
 	for k, v := range want {
 		if got, _ := Header(rec, k); got != v {
 			t.Errorf("header %s = %q, want %q", k, got, v)

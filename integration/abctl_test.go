@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -175,6 +176,15 @@ func TestReplayUnderLoad(t *testing.T) {
 		}
 		if l.sent.Load() == 0 {
 			t.Error("no live load ran during the replay")
+		}
+		// From a time: everything of the last hour, which is all of it.
+		var since struct{ Records int64 }
+		s.abctl(&since, "replay", "--view", "views", "--partition", "0,1,2", "--from-time", "1h")
+		if since.Records < out.Records {
+			t.Errorf("replay --from-time 1h: %d records, want at least the %d from offset 0", since.Records, out.Records)
+		}
+		if after := viewChecksum(t, s.pg.Pool, replayed); after != before {
+			t.Errorf("the view changed under replay --from-time: checksum %s, before %s", after, before)
 		}
 		for id, n := range s.repliesByCommand() {
 			if n != 1 {
@@ -359,6 +369,56 @@ func TestStatus(t *testing.T) {
 		}
 		if len(st.Views[0].Partitions) != 6 || ends == 0 {
 			t.Errorf("view partitions %+v: want 6 (3 per event topic), with records", st.Views[0].Partitions)
+		}
+	})
+}
+
+// TestRebuildResumes: a rebuild interrupted part way is resumed by the next
+// one, which applies only what the first left and swaps in a view equal to
+// the one it replaces.
+func TestRebuildResumes(t *testing.T) {
+	t.Parallel()
+	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
+		t.Parallel()
+		s := startStack(t, k, stackOptions{})
+		s.seedCatalog(loadCatalog)
+		s.createOrders("o", 20, true)
+		before := viewChecksum(t, s.pg.Pool, nil)
+
+		ctx, interrupt := context.WithCancel(testenv.Context(t, time.Minute))
+		defer interrupt()
+		var first int64
+		_, err := projector.Rebuild(ctx, projapp.Projection(s.prefix), projector.RebuildConfig{
+			Brokers: k.Seeds, Pool: s.pg.Pool, Migrate: view.Migrate, BatchSize: 10, SwapWithin: 1,
+			Progress: func(_, done int64) {
+				if first = done; done >= 10 {
+					interrupt() // as an operator's Ctrl-C would
+				}
+			},
+		})
+		if !errors.Is(err, context.Canceled) || first < 10 {
+			t.Fatalf("interrupted rebuild: %v after %d records, want context.Canceled after 10 or more", err, first)
+		}
+		var out projector.RebuildStats
+		s.abctl(&out, "rebuild", "--view", "views")
+		if !out.Resumed || out.Records == 0 || len(out.Tables) == 0 {
+			t.Fatalf("resumed rebuild: %+v, want resumed, with records applied and tables swapped", out)
+		}
+		var total int64
+		offsets, err := projector.StoredOffsets(testenv.Context(t, 10*time.Second), s.pg.Pool, "views")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range offsets {
+			if strings.HasSuffix(o.Topic, ".events") {
+				total += o.Next
+			}
+		}
+		if out.Records+first > total {
+			t.Errorf("resumed rebuild applied %d records after the first's %d, more than the %d offsets of the events", out.Records, first, total)
+		}
+		if after := viewChecksum(t, s.pg.Pool, nil); after != before {
+			t.Errorf("rebuilt view %s, want the one it replaced, %s", after, before)
 		}
 	})
 }

@@ -38,6 +38,8 @@ type RebuildConfig struct {
 	// when it runs out, so that a reader or the live projector caught in a
 	// lock cycle with the swap is never the one PostgreSQL aborts.
 	LockTimeout time.Duration
+	// BatchSize bounds the records of one transaction on the shadow; default 500.
+	BatchSize int
 	// Progress, when set, learns the records left (total, when a catch-up
 	// pass starts) and done (after each batch).
 	Progress   func(left, done int64)
@@ -125,7 +127,7 @@ func Rebuild(ctx context.Context, p Projection, cfg RebuildConfig) (RebuildStats
 			cfg.Progress(left, 0)
 		}
 		st, err := Replay(ctx, p, ReplayConfig{
-			Brokers: cfg.Brokers, Pool: shadow, Tracked: true, Logger: cfg.Logger, ClientOpts: cfg.ClientOpts,
+			Brokers: cfg.Brokers, Pool: shadow, Tracked: true, BatchSize: cfg.BatchSize, Logger: cfg.Logger, ClientOpts: cfg.ClientOpts,
 			Progress: func(n int64) {
 				done += n
 				if cfg.Progress != nil {

@@ -100,13 +100,8 @@ func Replay(ctx context.Context, p Projection, cfg ReplayConfig, ranges []Range)
 		delete(todo, k)
 		cl.RemoveConsumePartitions(map[string][]int32{k.topic: {k.partition}})
 	}
-	const quiet = 3 * time.Second
-	lastRecord := map[partitionKey]time.Time{}
-	for k := range todo {
-		lastRecord[k] = time.Now()
-	}
 	for len(todo) > 0 {
-		pollCtx, cancel := context.WithTimeout(ctx, quiet)
+		pollCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		fetches := cl.PollRecords(pollCtx, cfg.BatchSize)
 		cancel()
 		if ctx.Err() != nil {
@@ -119,7 +114,6 @@ func Replay(ctx context.Context, p Projection, cfg ReplayConfig, ranges []Range)
 			if !ok {
 				return
 			}
-			lastRecord[k] = time.Now()
 			if rec.Offset < to {
 				batch = append(batch, rec)
 			}
@@ -142,17 +136,13 @@ func Replay(ctx context.Context, p Projection, cfg ReplayConfig, ranges []Range)
 				cfg.Progress(int64(len(batch)))
 			}
 		}
-		// A partition quiet for a while may have nothing more to read: a
-		// range whose end is a transaction marker, or whose last records
-		// were aborted, is done once its end is stable.
-		quietOnes := map[partitionKey]int64{}
-		for k, to := range todo {
-			if time.Since(lastRecord[k]) >= quiet {
-				quietOnes[k] = to
-			}
-		}
-		if len(quietOnes) > 0 {
-			if err := finishStable(ctx, cl, quietOnes, done); err != nil {
+		if len(batch) == 0 && fetches.NumRecords() == 0 {
+			// A poll that waited and found nothing anywhere: a range whose
+			// end is a transaction marker, or whose last records were
+			// aborted, is done once its end is stable. (Only then: records
+			// of a partition may wait in the client's buffer while others
+			// are applied.)
+			if err := finishStable(ctx, cl, todo, done); err != nil {
 				return stats, err
 			}
 		}

@@ -86,6 +86,8 @@ type Runtime struct {
 	log  *slog.Logger
 	cl   *kgo.Client
 	mode mode
+	// pruned is when the change log was last pruned.
+	pruned time.Time
 }
 
 // mode is how a Runtime applies batches: live (the zero mode) or replaying.
@@ -172,6 +174,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		})
 		if records := fetches.Records(); len(records) > 0 {
 			r.processWithRetry(ctx, records)
+			r.pruneChanges(ctx)
 		}
 		cl.AllowRebalance()
 	}
@@ -252,6 +255,9 @@ type batch struct {
 	// dead are the dead letters of the batch, sent before its commit.
 	dead    []*kgo.Record
 	replies []*kgo.Record
+	// changed is the latest version applied per aggregate, for the change
+	// notices sent at the commit.
+	changed map[aggregateKey]int64
 }
 
 // process applies a batch in one transaction and returns the replies to
@@ -295,6 +301,7 @@ func (r *Runtime) processBatch(ctx context.Context, records []*kgo.Record, savep
 			return nil, err
 		}
 	}
+	queueNotices(b)
 	if !r.mode.untracked {
 		var topics []string
 		var partitions []int32
@@ -416,6 +423,9 @@ func (r *Runtime) applyOne(ctx context.Context, b *batch, rec *kgo.Record, now t
 		if err := q.Commit(ctx); err != nil {
 			return err
 		}
+	}
+	if !r.mode.replay {
+		r.recordChange(b, rec.Topic, ev)
 	}
 	if r.mode.replay || !ev.LastOfCommand() || ev.CommandID == "" {
 		return nil

@@ -71,8 +71,9 @@ type RebuildStats struct {
 // exactly the live projector's stored offsets, moves the live tables to the
 // retired schema and the shadow's into the live schema, and commits: the
 // waiting statements then run on the new tables, and the live projector
-// goes on from its offsets, which the shadow has reached. Command outcomes
-// and the live projector's offsets are not part of the view and stay.
+// goes on from its offsets, which the shadow has reached. Command outcomes,
+// the change log and the live projector's offsets are the runtime's, not
+// the view's, and stay.
 //
 // A table the new view no longer has stays in the live schema.
 func Rebuild(ctx context.Context, p Projection, cfg RebuildConfig) (RebuildStats, error) {
@@ -290,7 +291,7 @@ func viewTables(ctx context.Context, pool *pgxpool.Pool, shadow string) ([]strin
 	var tables []string
 	err := pool.QueryRow(ctx, `
 		SELECT coalesce(array_agg(tablename::text ORDER BY tablename), '{}') FROM pg_tables
-		WHERE schemaname = $1 AND tablename NOT IN ('projector_offsets', 'command_outcomes')`, shadow).Scan(&tables)
+		WHERE schemaname = $1 AND tablename NOT IN ('projector_offsets', 'command_outcomes', 'view_changes')`, shadow).Scan(&tables)
 	if err != nil {
 		return nil, fmt.Errorf("rebuild: the view's tables: %w", err)
 	}

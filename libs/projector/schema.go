@@ -13,7 +13,8 @@ import (
 )
 
 // schema is the runtime's own state: stored offsets per projection and
-// partition, and the outcome of every applied command with its reply.
+// partition, the outcome of every applied command with its reply, and the
+// change log.
 const schema = `
 CREATE TABLE IF NOT EXISTS projector_offsets (
 	projection  text   NOT NULL,
@@ -31,7 +32,19 @@ CREATE TABLE IF NOT EXISTS command_outcomes (
 	reply        json        NOT NULL, -- json, not jsonb: the stored reply is returned byte for byte
 	tenant       text        NOT NULL DEFAULT '',
 	applied_at   timestamptz NOT NULL DEFAULT now()
-);`
+);
+-- The change log: every applied event, for live views that resume
+-- (projector.Changes); kept ChangeRetention.
+CREATE TABLE IF NOT EXISTS view_changes (
+	topic        text        NOT NULL,
+	aggregate_id text        NOT NULL,
+	version      bigint      NOT NULL,
+	type         text        NOT NULL,
+	data         jsonb       NOT NULL,
+	at           timestamptz NOT NULL,
+	PRIMARY KEY (topic, aggregate_id, version)
+);
+CREATE INDEX IF NOT EXISTS view_changes_at ON view_changes (at);`
 
 // EnsureSchema creates the runtime's tables when missing; concurrent callers
 // serialise on an advisory lock.

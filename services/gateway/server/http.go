@@ -53,6 +53,7 @@ func (g *Gateway) routes() chi.Router {
 		r.Post("/orders", g.createOrder)
 		r.Get("/orders/{id}", g.getOrder)
 		r.Get("/orders/{id}/valid-items", g.validItems)
+		r.Get("/orders/{id}/stream", g.streamOrder)
 		r.Post("/orders/{id}/items", g.addItem)
 		r.Delete("/orders/{id}/items/{sku}", g.removeItem)
 		r.Post("/orders/{id}/submit", g.orderCommand(orders.CommandSubmit))

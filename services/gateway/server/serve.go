@@ -53,6 +53,7 @@ const maxConnections = 10_000
 func ServeListener(ctx context.Context, gw *Gateway, ln net.Listener) error {
 	ln = netutil.LimitListener(ln, maxConnections)
 	srv := newHTTPServer(gw.Handler(), gw.cfg.MaxWait)
+	srv.RegisterOnShutdown(gw.endStreams) // live views end at once; their clients reconnect elsewhere
 	routerCtx, stopRouter := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	wg.Add(1)

@@ -7,6 +7,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,8 +44,14 @@ type Config struct {
 	// MaxInFlight bounds the commands one gateway waits on at once; past it
 	// a command is answered 503 with Retry-After at once. Default 2048.
 	MaxInFlight int
-	Logger      *slog.Logger
-	ClientOpts  []kgo.Opt
+	// MaxStreams bounds the live views (GET /v1/orders/{id}/stream) one
+	// gateway streams at once; past it a stream is answered 503. Default 5,000.
+	MaxStreams int
+	// StreamHeartbeat is how often an idle live view gets a comment line,
+	// so that proxies keep the connection; default 15s.
+	StreamHeartbeat time.Duration
+	Logger          *slog.Logger
+	ClientOpts      []kgo.Opt
 }
 
 func (c *Config) setDefaults() {
@@ -59,6 +66,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 2048
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = 5000
+	}
+	if c.StreamHeartbeat == 0 {
+		c.StreamHeartbeat = 15 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -93,6 +106,13 @@ type Gateway struct {
 	announce *registry.Announcer
 	orders   topics.Names
 	catalog  topics.Names
+
+	// Live views: the hub of change notices, a token per stream, and the
+	// context that ends every stream when the gateway shuts down.
+	hub        *hub
+	streams    chan struct{}
+	streamsCtx context.Context
+	endStreams context.CancelFunc
 
 	// sent remembers the commands this instance produced recently, so that
 	// GET /v1/commands/{id} can say "pending" for them before they apply.
@@ -149,20 +169,33 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		cl.Close()
 		return nil, errors.Join(fmt.Errorf("gateway: %w", err), announce.Close(ctx))
 	}
+	log := cfg.Logger.With("gateway", cfg.InstanceID)
+	ordersTopics := topics.For(cfg.TopicPrefix, "orders")
+	readOrder := func(ctx context.Context, id string) (json.RawMessage, int64, error) {
+		return view.GetOrder(ctx, cfg.Pool, id)
+	}
+	streamsCtx, endStreams := context.WithCancel(context.Background())
 	return &Gateway{
-		cfg: cfg, log: cfg.Logger.With("gateway", cfg.InstanceID), cl: cl,
+		cfg: cfg, log: log, cl: cl,
 		producer: commands.NewProducer(cl), router: router, announce: announce,
-		orders:   topics.For(cfg.TopicPrefix, "orders"),
+		orders:   ordersTopics,
 		catalog:  topics.For(cfg.TopicPrefix, "catalog"),
 		sent:     map[string]time.Time{},
 		inFlight: make(chan struct{}, cfg.MaxInFlight),
+		hub:      newHub(cfg.Pool, ordersTopics.Events, readOrder, log),
+		streams:  make(chan struct{}, cfg.MaxStreams), streamsCtx: streamsCtx, endStreams: endStreams,
 	}, nil
 }
 
-// Run routes replies until ctx ends, and prunes expired idempotency keys hourly.
+// Run routes replies and feeds the live views until ctx ends, and prunes
+// expired idempotency keys hourly.
 func (g *Gateway) Run(ctx context.Context) error {
-	g.wg.Add(2)
+	g.wg.Add(3)
 	defer g.wg.Done()
+	go func() { // owned by Run: ends with its context; Close waits for it
+		defer g.wg.Done()
+		g.hub.run(ctx)
+	}()
 	go func() { // owned by Run: ends with its context; Close waits for it
 		defer g.wg.Done()
 		g.pruneKeys(ctx)
@@ -186,6 +219,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 // stale and `abctl replies gc` may delete the topic. Call it after Run has
 // returned and the HTTP server has drained.
 func (g *Gateway) Close(ctx context.Context, clean bool) error {
+	g.endStreams()
 	g.wg.Wait()
 	err := g.router.Close(ctx, clean)
 	if clean && err == nil {

@@ -1,0 +1,267 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/answerback/answerback/libs/projector"
+)
+
+// streamBuffer bounds the frames waiting for one live-view subscriber; a
+// subscriber that falls this far behind is dropped (it resumes with
+// Last-Event-ID) so that it never holds up the others.
+const streamBuffer = 32
+
+// frame is one Server-Sent Event, encoded, with the view version it carries.
+type frame struct {
+	version int64
+	bytes   []byte
+}
+
+// subscriber is one live view being streamed.
+type subscriber struct {
+	aggregate string
+	frames    chan frame
+	dropped   chan struct{} // closed when the hub drops it for falling behind
+}
+
+// hub fans the projector's change notices (PostgreSQL LISTEN on
+// projector.ChangesChannel) out to the live-view subscribers of this
+// gateway. Per notice it reads the new changes and the view once and hands
+// the same frames to every subscriber of the aggregate, without blocking:
+// a subscriber whose buffer is full is dropped.
+type hub struct {
+	pool  *pgxpool.Pool
+	topic string // the event topic whose aggregates are streamed
+	log   *slog.Logger
+	// read returns the view of an aggregate and its version.
+	read func(ctx context.Context, id string) (json.RawMessage, int64, error)
+
+	mu   sync.Mutex
+	aggs map[string]*aggregateSubs
+}
+
+type aggregateSubs struct {
+	subs map[*subscriber]struct{}
+	sent int64 // the highest version framed for them
+}
+
+func newHub(pool *pgxpool.Pool, topic string, read func(context.Context, string) (json.RawMessage, int64, error), log *slog.Logger) *hub {
+	return &hub{pool: pool, topic: topic, read: read, log: log, aggs: map[string]*aggregateSubs{}}
+}
+
+// subscribe registers a subscriber of aggregate whose view is at version;
+// the caller must then catch up from the change log itself (changes that
+// committed before it registered come in no notice) and call unsubscribe.
+func (h *hub) subscribe(aggregate string, version int64) *subscriber {
+	s := &subscriber{aggregate: aggregate, frames: make(chan frame, streamBuffer), dropped: make(chan struct{})}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a := h.aggs[aggregate]
+	if a == nil {
+		a = &aggregateSubs{subs: map[*subscriber]struct{}{}, sent: version}
+		h.aggs[aggregate] = a
+	}
+	a.sent = min(a.sent, version)
+	a.subs[s] = struct{}{}
+	return s
+}
+
+func (h *hub) unsubscribe(s *subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if a := h.aggs[s.aggregate]; a != nil {
+		delete(a.subs, s)
+		if len(a.subs) == 0 {
+			delete(h.aggs, s.aggregate)
+		}
+	}
+}
+
+// subscribers counts the live views being streamed.
+func (h *hub) subscribers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, a := range h.aggs {
+		n += len(a.subs)
+	}
+	return n
+}
+
+// run listens for change notices until ctx ends, reconnecting when the
+// connection drops; after a reconnection every streamed aggregate is
+// checked, since notices sent meanwhile were lost.
+func (h *hub) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := h.listen(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		h.log.Warn("live views: listening for change notices failed; reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (h *hub) listen(ctx context.Context) error {
+	conn, err := h.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+projector.ChangesChannel); err != nil {
+		return err
+	}
+	defer func() { // the connection goes back to the pool: stop listening on it
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_, _ = conn.Exec(c, "UNLISTEN *")
+	}()
+	h.mu.Lock()
+	streamed := make([]string, 0, len(h.aggs))
+	for id := range h.aggs {
+		streamed = append(streamed, id)
+	}
+	h.mu.Unlock()
+	for _, id := range streamed {
+		h.broadcast(ctx, id)
+	}
+	for {
+		n, err := conn.Conn().WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		var notice projector.ChangeNotice
+		if err := json.Unmarshal([]byte(n.Payload), &notice); err != nil {
+			h.log.Warn("live views: malformed change notice", "payload", n.Payload, "err", err)
+			continue
+		}
+		if notice.Topic == h.topic {
+			h.broadcast(ctx, notice.AggregateID)
+		}
+	}
+}
+
+// broadcast frames the changes of aggregate its subscribers have not been
+// sent and hands them over.
+func (h *hub) broadcast(ctx context.Context, aggregate string) {
+	h.mu.Lock()
+	a := h.aggs[aggregate]
+	var after int64
+	if a != nil {
+		after = a.sent
+	}
+	h.mu.Unlock()
+	if a == nil {
+		return // nobody streams it here
+	}
+	frames, err := h.framesAfter(ctx, aggregate, after)
+	if err != nil {
+		h.log.Warn("live views: reading changes", "aggregate", aggregate, "err", err)
+		return
+	}
+	h.deliver(aggregate, frames)
+}
+
+// deliver hands frames to every subscriber of aggregate without blocking;
+// a subscriber whose buffer is full is dropped (its stream ends, and its
+// client resumes with Last-Event-ID), so a slow client never delays others.
+func (h *hub) deliver(aggregate string, frames []frame) {
+	if len(frames) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a := h.aggs[aggregate]
+	if a == nil {
+		return
+	}
+	a.sent = max(a.sent, frames[len(frames)-1].version)
+	for s := range a.subs {
+		for _, f := range frames {
+			select {
+			case s.frames <- f:
+				continue
+			default:
+			}
+			close(s.dropped)
+			delete(a.subs, s)
+			break
+		}
+	}
+}
+
+// framesAfter frames the changes of aggregate after version after, the last
+// one with the view; a single snapshot frame when the log no longer has
+// them all.
+func (h *hub) framesAfter(ctx context.Context, aggregate string, after int64) ([]frame, error) {
+	changes, complete, err := projector.Changes(ctx, h.pool, h.topic, aggregate, after)
+	if err != nil || len(changes) == 0 {
+		return nil, err
+	}
+	view, version, err := h.read(ctx, aggregate)
+	if err != nil {
+		return nil, err
+	}
+	if !complete {
+		return []frame{snapshotFrame(view, version)}, nil
+	}
+	frames := make([]frame, 0, len(changes))
+	for i, c := range changes {
+		var v json.RawMessage
+		if i == len(changes)-1 && version == c.Version {
+			v = view
+		}
+		frames = append(frames, changeFrame(c, v))
+	}
+	return frames, nil
+}
+
+// liveEvent is the data of a live-view event: the change that made the
+// version, and the whole view when it is the latest.
+type liveEvent struct {
+	Version int64           `json:"version"`
+	Type    string          `json:"type"`
+	Data    json.RawMessage `json:"data,omitempty"`
+	Time    *time.Time      `json:"time,omitempty"`
+	Order   json.RawMessage `json:"order,omitempty"`
+}
+
+// snapshotFrame is the whole view: event "snapshot".
+func snapshotFrame(view json.RawMessage, version int64) frame {
+	return encodeFrame(version, "snapshot", liveEvent{Version: version, Type: "snapshot", Order: view})
+}
+
+// changeFrame is one change: the event's name is the change type without
+// domain and version ("orders.item-added.v1" → "item-added").
+func changeFrame(c projector.Change, view json.RawMessage) frame {
+	name := c.Type
+	if parts := strings.Split(c.Type, "."); len(parts) == 3 {
+		name = parts[1]
+	}
+	at := c.Time
+	return encodeFrame(c.Version, name, liveEvent{Version: c.Version, Type: c.Type, Data: c.Data, Time: &at, Order: view})
+}
+
+func encodeFrame(version int64, event string, data liveEvent) frame {
+	var b bytes.Buffer
+	body, _ := json.Marshal(data) // plain types: cannot fail
+	fmt.Fprintf(&b, "id: %d\nevent: %s\ndata: %s\n\n", version, event, body)
+	return frame{version: version, bytes: b.Bytes()}
+}
+
+// errDropped ends a stream whose subscriber fell behind.
+var errDropped = errors.New("the client fell behind; it resumes with Last-Event-ID")

@@ -1,0 +1,46 @@
+// Command salesdaily is an example downstream service: it consumes
+// orders.events and catalog.events on its own consumer group
+// (<prefix>sales-daily) and keeps daily sales per SKU in PostgreSQL
+// (daily_sales), exactly once, restartable at any moment.
+//
+// Configuration (environment, flags override): KAFKA_BROKERS, TOPIC_PREFIX,
+// DATABASE_URL, DLQ_TOPIC (optional: where records that are not valid events
+// go; the topic must exist; by default they are only logged and counted).
+package main
+
+import (
+	"os"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/answerback/answerback/libs/pipeline/service"
+	"github.com/answerback/answerback/services/salesdaily/app"
+)
+
+func main() {
+	log := service.Logger(app.Name)
+	f := service.NewFlags(app.Name)
+	kafka := f.Kafka()
+	dsn := f.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
+	dlq := f.String("dlq-topic", "DLQ_TOPIC", "", "topic for records that are not valid events (empty: log and count only)")
+	f.ParseOrExit(os.Args[1:])
+	brokers, prefix := kafka()
+	ctx, cancel := service.SignalContext(log)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, *dsn)
+	if err != nil {
+		log.Error("bad DATABASE_URL", "err", err)
+		os.Exit(2)
+	}
+	defer pool.Close()
+	err = app.Run(ctx, app.Config{
+		Brokers: brokers, TopicPrefix: prefix, Pool: pool, DLQTopic: *dlq, Logger: log,
+		ClientOpts: []kgo.Opt{service.KafkaClientLogger(app.Name)},
+	})
+	if err != nil {
+		log.Error("salesdaily failed", "err", err)
+		os.Exit(1)
+	}
+	log.Info("salesdaily stopped")
+}

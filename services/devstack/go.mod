@@ -5,11 +5,13 @@ go 1.26.0
 require (
 	github.com/answerback/answerback/deploy/local v0.0.0
 	github.com/answerback/answerback/libs/testenv v0.0.0
+	github.com/answerback/answerback/services/salesdaily v0.0.0
 	github.com/jackc/pgx/v5 v5.9.2
 	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 )
 
 require (
+	github.com/answerback/answerback/libs/consumer v0.0.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/go-chi/chi/v5 v5.5.0 // indirect
@@ -59,3 +61,7 @@ replace github.com/answerback/answerback/libs/domain => ../../libs/domain
 replace github.com/answerback/answerback/libs/projector => ../../libs/projector
 
 replace github.com/answerback/answerback/libs/testenv => ../../libs/testenv
+
+replace github.com/answerback/answerback/services/salesdaily => ../salesdaily
+
+replace github.com/answerback/answerback/libs/consumer => ../../libs/consumer

@@ -21,6 +21,7 @@ import (
 	aggapp "github.com/answerback/answerback/services/aggregator/app"
 	"github.com/answerback/answerback/services/gateway/server"
 	projapp "github.com/answerback/answerback/services/projector/app"
+	salesapp "github.com/answerback/answerback/services/salesdaily/app"
 )
 
 // runPipeline runs the aggregator, the projector, the gateways and the load
@@ -54,6 +55,9 @@ func runPipeline(ctx context.Context, cfg config, brokers []string, dsn string, 
 	})
 	start("projector", func(ctx context.Context) error {
 		return projapp.Run(ctx, projapp.Config{Brokers: brokers, Pool: pool, Logger: log.With("service", "projector")})
+	})
+	start("salesdaily", func(ctx context.Context) error { // the example downstream service
+		return salesapp.Run(ctx, salesapp.Config{Brokers: brokers, Pool: pool, Logger: log.With("service", "salesdaily")})
 	})
 
 	front, stopFront := context.WithCancel(ctx)
@@ -193,6 +197,9 @@ Try it (each reply says which gateway served it in the Answerback-Gateway header
   curl -si -X POST %s/v1/orders/order-1/items -H 'Content-Type: application/json' -d '{"sku":"pear","quantity":2}'
   curl -s %s/v1/orders/order-1
 
+Downstream, the example service salesdaily keeps daily sales per SKU from the events:
+  psql '%s' -c 'SELECT * FROM daily_sales'
+
 Press Ctrl-C to stop.
-`, base, strings.Join(gws, ", "), strings.Join(brokers, ","), dsn, base, base, base)
+`, base, strings.Join(gws, ", "), strings.Join(brokers, ","), dsn, base, base, base, dsn)
 }

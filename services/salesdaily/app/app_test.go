@@ -153,14 +153,7 @@ func TestRestartWithoutDoubleCounting(t *testing.T) {
 	t.Parallel()
 	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
 		t.Parallel()
-		ctx := testenv.Context(t, 3*time.Minute)
-		pg := testenv.NewPostgres(t)
-		prefix := k.Prefix + "."
-		ordersTopic, catalogTopic := app.Topics(prefix)
-		k.CreateTopic(t, ordersTopic, partitions, nil)
-		k.CreateTopic(t, catalogTopic, partitions, nil)
-		s := newStream(ordersTopic, catalogTopic)
-		producer := k.Client(t, kgo.TransactionalID(k.Name("aggregator")), kgo.ProducerLinger(0))
+		ctx, pg, prefix, s, producer := newRun(t, k)
 		half := len(s.committed) / 2
 		produce(ctx, t, producer, true, s.committed[:half])
 		produce(ctx, t, producer, false, s.aborted)
@@ -300,4 +293,17 @@ func waitForSentinels(ctx context.Context, t *testing.T, k *testenv.Kafka, pg *t
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// newRun is what a test of the running service starts from: a database,
+// the two event topics, the stream of events to produce, and a
+// transactional producer (as the aggregator is).
+func newRun(t *testing.T, k *testenv.Kafka) (context.Context, *testenv.Postgres, string, stream, *kgo.Client) {
+	t.Helper()
+	prefix := k.Prefix + "."
+	ordersTopic, catalogTopic := app.Topics(prefix)
+	k.CreateTopic(t, ordersTopic, partitions, nil)
+	k.CreateTopic(t, catalogTopic, partitions, nil)
+	producer := k.Client(t, kgo.TransactionalID(k.Name("aggregator")), kgo.ProducerLinger(0))
+	return testenv.Context(t, 3*time.Minute), testenv.NewPostgres(t), prefix, newStream(ordersTopic, catalogTopic), producer
 }

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/answerback/answerback/libs/testenv"
 	"github.com/answerback/answerback/services/salesdaily/app"
@@ -89,14 +88,7 @@ func TestKilledProcessRestarts(t *testing.T) {
 	t.Parallel()
 	testenv.EachKafka(t, func(t *testing.T, k *testenv.Kafka) {
 		t.Parallel()
-		ctx := testenv.Context(t, 3*time.Minute)
-		pg := testenv.NewPostgres(t)
-		prefix := k.Prefix + "."
-		ordersTopic, catalogTopic := app.Topics(prefix)
-		k.CreateTopic(t, ordersTopic, partitions, nil)
-		k.CreateTopic(t, catalogTopic, partitions, nil)
-		s := newStream(ordersTopic, catalogTopic)
-		producer := k.Client(t, kgo.TransactionalID(k.Name("aggregator")), kgo.ProducerLinger(0))
+		ctx, pg, prefix, s, producer := newRun(t, k)
 		produce(ctx, t, producer, true, s.committed)
 		produce(ctx, t, producer, false, s.aborted)
 

@@ -40,12 +40,13 @@ func stream(t testing.TB, base, order, lastEventID string) (<-chan sse, func()) 
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req) //nolint:bodyclose // the reading goroutine closes it
 	if err != nil {
 		cancel()
 		t.Fatalf("stream %s: %v", order, err)
 	}
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		resp.Body.Close()
 		cancel()
 		t.Fatalf("stream %s: %d %s", order, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}

@@ -43,7 +43,7 @@ func (r *Runtime) recordChange(b *batch, topic string, ev envelope.Event) {
 	b.final.Queue(`
 		INSERT INTO view_changes (topic, aggregate_id, version, type, data, at)
 		VALUES ($1, $2, $3, $4, $5, coalesce($6, now())) ON CONFLICT DO NOTHING`,
-		topic, ev.AggregateID, ev.Version, ev.Type, json.RawMessage(ev.Data), nullTime(ev.Time))
+		topic, ev.AggregateID, ev.Version, ev.Type, ev.Data, nullTime(ev.Time))
 	if b.changed == nil {
 		b.changed = map[aggregateKey]int64{}
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -262,6 +261,3 @@ func encodeFrame(version int64, event string, data liveEvent) frame {
 	fmt.Fprintf(&b, "id: %d\nevent: %s\ndata: %s\n\n", version, event, body)
 	return frame{version: version, bytes: b.Bytes()}
 }
-
-// errDropped ends a stream whose subscriber fell behind.
-var errDropped = errors.New("the client fell behind; it resumes with Last-Event-ID")

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -48,6 +49,7 @@ func (g *Gateway) routes() chi.Router {
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	r.Get("/readyz", g.ready)
 	r.Get("/openapi.json", serveOpenAPI)
+	mountConsole(r) // the web console at / (console.go); not part of the API
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(requireWellFormedKey)
 		r.Post("/orders", g.createOrder)
@@ -609,9 +611,14 @@ func (g *Gateway) validItems(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
+	after := q.Get("after")
+	if !utf8.ValidString(after) || strings.ContainsRune(after, 0) { // no SKU has them; PostgreSQL refuses them
+		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "after must be a SKU: UTF-8 text without NUL", Status: http.StatusBadRequest})
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
 	defer cancel()
-	body, err := view.ValidItemsPage(ctx, g.cfg.Pool, id, q.Get("after"), limit)
+	body, err := view.ValidItemsPage(ctx, g.cfg.Pool, id, after, limit)
 	switch {
 	case errors.Is(err, view.ErrNotFound):
 		writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found", Status: http.StatusNotFound})

@@ -188,6 +188,7 @@ func printWelcome(w io.Writer, base string, gateways []*url.URL, brokers []strin
 	}
 	fmt.Fprintf(w, `
 Answerback is running.
+  web console    %s/
   load balancer  %s   (round robin over the gateways %s)
   Kafka          %s
   PostgreSQL     %s
@@ -201,5 +202,5 @@ Downstream, the example service salesdaily keeps daily sales per SKU from the ev
   psql '%s' -c 'SELECT * FROM daily_sales'
 
 Press Ctrl-C to stop.
-`, base, strings.Join(gws, ", "), strings.Join(brokers, ","), dsn, base, base, base, dsn)
+`, base, base, strings.Join(gws, ", "), strings.Join(brokers, ","), dsn, base, base, base, dsn)
 }

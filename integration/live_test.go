@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -173,6 +174,9 @@ func TestLiveViewResume(t *testing.T) {
 func fanOut(t testing.TB, s *stack, n int) []time.Duration {
 	t.Helper()
 	s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "fan", "customerId": "c"})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	streams := make([]<-chan sse, n)
 	var wg sync.WaitGroup
 	for i := range n {
@@ -190,6 +194,10 @@ func fanOut(t testing.TB, s *stack, n int) []time.Duration {
 			t.Fatalf("view %d: first event %+v", i, ev)
 		}
 	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	t.Logf("%d live views open: the heap grew by %.1f MiB, gateway and clients together (%.1f KiB per view)",
+		n, float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/(1<<20), float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/1024/float64(n))
 	sent := time.Now()
 	s.mustCall(0, http.StatusOK, http.MethodPost, "/v1/orders/fan/items", map[string]any{"sku": "kiwi", "quantity": 1})
 	took := make([]time.Duration, n)

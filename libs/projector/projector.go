@@ -34,6 +34,7 @@ import (
 
 	"github.com/answerback/answerback/libs/pipeline/dlq"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/lag"
 )
 
 // ErrPermanent marks an Apply error that retrying cannot fix (an unknown
@@ -172,6 +173,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		fetches.EachError(func(t string, p int32, err error) {
 			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 		})
+		lag.Observe(r.cfg.Group, fetches)
 		if records := fetches.Records(); len(records) > 0 {
 			r.processWithRetry(ctx, records)
 			r.pruneChanges(ctx)
@@ -218,7 +220,9 @@ func (r *Runtime) processWithRetry(ctx context.Context, records []*kgo.Record) {
 				r.cl.Produce(ctx, reply, func(rec *kgo.Record, err error) {
 					if err != nil {
 						r.log.Warn("reply not sent; the gateway will read the outcome from the view", "topic", rec.Topic, "err", err)
+						return
 					}
+					repliesSent.WithLabelValues(r.p.Name).Inc()
 				})
 			}
 			return
@@ -267,10 +271,12 @@ type batch struct {
 // the outcomes and offsets. Only when an event fails for good is the batch
 // applied again with a savepoint per event (see applyOne).
 func (r *Runtime) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Record, error) {
+	began := time.Now()
 	replies, err := r.processBatch(ctx, records, false)
 	if errors.Is(err, errNeedsSavepoints) {
-		return r.processBatch(ctx, records, true)
+		replies, err = r.processBatch(ctx, records, true)
 	}
+	observeBatch(r.p.Name, began, len(records), err)
 	return replies, err
 }
 

@@ -28,6 +28,7 @@ import (
 
 	"github.com/answerback/answerback/libs/pipeline/dlq"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/lag"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 )
 
@@ -261,6 +262,7 @@ func (r *Runtime[S]) Run(ctx context.Context) error {
 		fetches.EachError(func(t string, p int32, err error) {
 			r.log.Warn("fetch error", "topic", t, "partition", p, "err", err)
 		})
+		lag.Observe(r.cfg.Group, fetches)
 		r.dropStale()
 		records := fetches.Records()
 		if len(records) == 0 {
@@ -333,7 +335,7 @@ func (r *Runtime[S]) dropStale() {
 
 // process decides one batch in one transaction. The in-memory state changes
 // only when the transaction commits.
-func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
+func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) (err error) {
 	for _, rec := range records {
 		if _, ok := r.state[rec.Partition]; !ok {
 			loaded, err := r.loadPartition(ctx, rec.Partition)
@@ -343,6 +345,8 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 			r.state[rec.Partition] = loaded
 		}
 	}
+	began, outcomes := time.Now(), map[string]int{}
+	defer func() { observeTransaction(r.def.Name, began, err == nil, outcomes) }()
 	if err := r.sess.Begin(); err != nil {
 		// A transaction left open by a failed End (see endOpen) blocks
 		// every Begin: end it, then begin. A Begin that still fails has a
@@ -375,7 +379,7 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) error {
 	}
 	pending := map[string]pendingEntry[S]{} // aggregate → state after this batch
 	for _, rec := range records {
-		r.decideOne(rec, pending, produce, reply)
+		outcomes[r.decideOne(rec, pending, produce, reply)]++
 	}
 	// One snapshot per changed aggregate and batch (the topic is compacted:
 	// only the last counts), not one per command: a hot aggregate's commands
@@ -471,13 +475,14 @@ func producerFailed(err error) bool {
 }
 
 // decideOne decides one command record, producing its consequences.
-// Records of the transaction go to produce, replies to reply.
-func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[S], produce, reply func(*kgo.Record)) {
+// Records of the transaction go to produce, replies to reply. It returns the
+// command's outcome (outcomeApplied…) for the metrics.
+func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[S], produce, reply func(*kgo.Record)) string {
 	cmd, err := envelope.DecodeCommand(rec)
 	if err != nil {
 		r.log.Warn("malformed command dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "err", err)
 		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
-		return
+		return outcomeDeadLettered
 	}
 	if len(r.def.CommandTypes) > 0 && !slices.Contains(r.def.CommandTypes, cmd.Type) {
 		err := fmt.Errorf("unknown command type %q for %s", cmd.Type, r.def.Name)
@@ -485,7 +490,7 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
 		body, _ := json.Marshal(envelope.Problem{Type: "unknown-command", Title: "unknown command type", Detail: err.Error(), CommandID: cmd.CommandID})
 		replyIfAwaited(cmd, envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Body: body}, reply)
-		return
+		return outcomeDeadLettered
 	}
 	cur := r.state[rec.Partition][cmd.AggregateID]
 	if p, ok := pending[cmd.AggregateID]; ok {
@@ -505,11 +510,11 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 		r.log.Warn("stale command dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "command_id", cmd.CommandID, "sent", sent)
 		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
 		r.answerStale(cmd, err, produce, reply)
-		return
+		return outcomeDeadLettered
 	}
 	if remembered {
 		r.answerDuplicate(cmd, seen, reply)
-		return
+		return outcomeDuplicate
 	}
 	// commit makes next the aggregate's state in this transaction (its
 	// snapshot is produced once per batch, in process); it fails, changing
@@ -522,31 +527,29 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 		pending[cmd.AggregateID] = pendingEntry[S]{entry: next, partition: rec.Partition}
 		return true
 	}
-	reject := func(p *envelope.Problem) {
+	reject := func(p *envelope.Problem) string {
 		p.CommandID = cmd.CommandID
 		body, _ := json.Marshal(p)
 		rejection := envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Version: cur.version, Body: body}
 		produce(envelope.EncodeOutcome(r.cfg.Topics.Outcomes, cmd.AggregateID, cmd.Tenant, rejection))
 		replyIfAwaited(cmd, rejection, reply)
 		_ = commit(cur.withKey(key, keyRecord{CommandID: cmd.CommandID, Version: cur.version, Rejection: body, At: now, Sent: rec.Timestamp}, r.cfg.IdempotencyWindow, r.cfg.MaxRemembered))
+		return outcomeRejected
 	}
 	if cmd.ExpectedVersion != envelope.NoVersion && cmd.ExpectedVersion != cur.version {
 		v := cur.version
-		reject(&envelope.Problem{
+		return reject(&envelope.Problem{
 			Type: "version-mismatch", Title: "the aggregate is at another version",
 			Detail:         fmt.Sprintf("expected version %d, current version %d", cmd.ExpectedVersion, cur.version),
 			CurrentVersion: &v,
 		})
-		return
 	}
 	decision := r.def.Decide(cur.state, cur.version, cmd)
 	if decision.Reject != nil {
-		reject(decision.Reject)
-		return
+		return reject(decision.Reject)
 	}
 	if len(decision.Events) == 0 {
-		reject(&envelope.Problem{Type: "internal", Title: "the command changed nothing"})
-		return
+		return reject(&envelope.Problem{Type: "internal", Title: "the command changed nothing"})
 	}
 	next := cur
 	var out []*kgo.Record
@@ -554,8 +557,7 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 		data, err := json.Marshal(ne.Data)
 		if err != nil {
 			r.log.Error("event encoding failed", "type", ne.Type, "err", err)
-			reject(&envelope.Problem{Type: "internal", Title: "event could not be encoded"})
-			return
+			return reject(&envelope.Problem{Type: "internal", Title: "event could not be encoded"})
 		}
 		ev := envelope.Event{
 			Meta: cmd.Meta, Type: ne.Type, Version: next.version + 1, Time: now,
@@ -564,20 +566,19 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 		state, err := r.def.Evolve(next.state, ev)
 		if err != nil {
 			r.log.Error("evolve failed", "type", ne.Type, "err", err)
-			reject(&envelope.Problem{Type: "internal", Title: "event could not be applied"})
-			return
+			return reject(&envelope.Problem{Type: "internal", Title: "event could not be applied"})
 		}
 		next = entry[S]{state: state, version: ev.Version, keys: next.keys, forgotten: next.forgotten}
 		out = append(out, envelope.EncodeEvent(r.cfg.Topics.Events, "/answerback/"+r.def.Name, ev))
 	}
 	next = next.withKey(key, keyRecord{CommandID: cmd.CommandID, Version: next.version, At: now, Sent: rec.Timestamp}, r.cfg.IdempotencyWindow, r.cfg.MaxRemembered)
 	if !commit(next) {
-		reject(&envelope.Problem{Type: "internal", Title: "state could not be encoded"})
-		return
+		return reject(&envelope.Problem{Type: "internal", Title: "state could not be encoded"})
 	}
 	for _, rec := range out {
 		produce(rec)
 	}
+	return outcomeApplied
 }
 
 // answerStale records a stale command's rejection on the outcomes topic, so

@@ -39,6 +39,7 @@ const lookupTimeout = time.Second
 
 func (g *Gateway) routes() chi.Router {
 	r := chi.NewRouter()
+	r.Use(instrument) // metrics.go: outermost, so that a recovered panic counts as its 500
 	r.Use(middleware.Recoverer)
 	r.Use(func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -374,6 +375,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 				Status: http.StatusUnprocessableEntity, Detail: "a key identifies one request: send a new key for a new request"})
 			return
 		case err != nil:
+			countCommand(commandUnavailable)
 			g.unavailable(w, "idempotency key", err)
 			return
 		}
@@ -389,6 +391,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 	cancelProduce()
 	if err != nil {
 		if errors.Is(err, commands.ErrUnavailable) {
+			countCommand(commandUnavailable)
 			g.log.Warn("command not acknowledged", "command_id", cmd.CommandID, "err", err)
 			w.Header().Set("Retry-After", "1")
 			writeProblem(w, &envelope.Problem{Type: "unavailable", Title: "Kafka did not acknowledge the command in time; retry shortly",
@@ -396,23 +399,28 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 				Detail: "the command may still be applied: retry with the same Idempotency-Key to be sure it is applied once"})
 			return
 		}
+		countCommand(commandFailed)
 		g.internal(w, "produce", err)
 		return
 	}
 	g.rememberSent(cmd.CommandID)
 	if prefs.async {
+		countCommand(commandAccepted)
 		g.accepted(w, cmd)
 		return
 	}
 
 	waitCtx, cancel := context.WithTimeout(r.Context(), prefs.wait)
 	defer cancel()
+	waitBegan := time.Now()
 	reply, err := waiter.Wait(waitCtx)
+	observeReplyWait(waitBegan, err == nil)
 	if err == nil && reply.Outcome != envelope.Duplicate {
 		g.writeReply(w, reply, aggregateID, okStatus)
 		return
 	}
 	if r.Context().Err() != nil {
+		countCommand(commandAbandoned)
 		return // the client went away
 	}
 	// No reply in time — the projector may have committed and died before
@@ -427,6 +435,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 	if !errors.Is(err, projector.ErrNoOutcome) && !errors.Is(err, context.DeadlineExceeded) {
 		g.log.Warn("outcome lookup failed", "command_id", cmd.CommandID, "err", err)
 	}
+	countCommand(commandTimeout)
 	g.accepted(w, cmd)
 }
 
@@ -467,6 +476,7 @@ func (g *Gateway) unavailable(w http.ResponseWriter, what string, err error) {
 }
 
 func (g *Gateway) writeReply(w http.ResponseWriter, reply envelope.Reply, aggregateID string, okStatus int) {
+	countCommand(string(reply.Outcome))
 	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(reply.Version, 10)))
 	if reply.Outcome == envelope.Rejected {
 		var p envelope.Problem

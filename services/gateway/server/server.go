@@ -175,7 +175,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return view.GetOrder(ctx, cfg.Pool, id)
 	}
 	streamsCtx, endStreams := context.WithCancel(context.Background())
-	return &Gateway{
+	g := &Gateway{
 		cfg: cfg, log: log, cl: cl,
 		producer: commands.NewProducer(cl), router: router, announce: announce,
 		orders:   ordersTopics,
@@ -184,7 +184,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		inFlight: make(chan struct{}, cfg.MaxInFlight),
 		hub:      newHub(cfg.Pool, ordersTopics.Events, readOrder, log),
 		streams:  make(chan struct{}, cfg.MaxStreams), streamsCtx: streamsCtx, endStreams: endStreams,
-	}, nil
+	}
+	track(g) // metrics.go: its live views and reply counters are exported
+	return g, nil
 }
 
 // Run routes replies and feeds the live views until ctx ends, and prunes
@@ -219,6 +221,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 // stale and `abctl replies gc` may delete the topic. Call it after Run has
 // returned and the HTTP server has drained.
 func (g *Gateway) Close(ctx context.Context, clean bool) error {
+	untrack(g)
 	g.endStreams()
 	g.wg.Wait()
 	err := g.router.Close(ctx, clean)

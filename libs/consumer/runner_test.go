@@ -57,13 +57,18 @@ func start(t *testing.T, r *consumer.Runner) (stop func()) {
 	return stop
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+// waitFor waits up to d for cond; on a timeout the failure names what was
+// awaited and, when given, the state that state describes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool, state ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			var got []string
+			for _, s := range state {
+				got = append(got, s())
+			}
+			t.Fatalf("timed out waiting for %s (state: %v)", what, got)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -202,7 +207,8 @@ func TestRunnerCommitsOnlyHandled(t *testing.T) {
 			return nil
 		})
 		stop := start(t, first)
-		waitFor(t, time.Minute, "versions 1-5 and a retry of 6", func() bool { s := first.Stats(); return s.Handled == 5 && s.Retries > 0 })
+		waitFor(t, time.Minute, "versions 1-5 and a retry of 6", func() bool { s := first.Stats(); return s.Handled == 5 && s.Retries > 0 },
+			func() string { return fmt.Sprintf("%+v", first.Stats()) })
 		stop()
 		if err := first.Run(ctx); err == nil {
 			t.Error("a Runner ran twice")
@@ -214,7 +220,8 @@ func TestRunnerCommitsOnlyHandled(t *testing.T) {
 			return nil
 		})
 		stop = start(t, second)
-		waitFor(t, time.Minute, "versions 6-10", func() bool { return second.Stats().Handled == 5 })
+		waitFor(t, time.Minute, "versions 6-10", func() bool { return second.Stats().Handled == 5 },
+			func() string { return fmt.Sprintf("%+v", second.Stats()) })
 		stop()
 		if fmt.Sprint(got) != "[6 7 8 9 10]" {
 			t.Errorf("second runner got versions %v, want [6 7 8 9 10]", got)

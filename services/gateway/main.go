@@ -3,7 +3,7 @@
 //
 // Configuration (environment, flags override): KAFKA_BROKERS, DATABASE_URL,
 // TOPIC_PREFIX, HTTP_ADDR (default :8080), INSTANCE_ID (default
-// "<host>-<random>": each instance has a reply topic of its own), REPLY_WAIT,
+// "<host>-<random>": each instance has a reply topic of its own), REPLY_WAIT, RATE_LIMIT,
 // METRICS_ADDR (Prometheus metrics at /metrics; default off).
 //
 // On SIGTERM it stops accepting connections, lets in-flight requests finish,
@@ -35,6 +35,7 @@ func main() {
 	addr := f.String("http-addr", "HTTP_ADDR", ":8080", "HTTP listen address")
 	instance := f.String("instance-id", "INSTANCE_ID", service.Hostname()+"-"+randomSuffix(), "this instance's name (its reply topic is replies.<name>)")
 	wait := f.Duration("reply-wait", "REPLY_WAIT", 5*time.Second, "how long a request waits for its reply before answering 202")
+	rate := f.Int("rate-limit", "RATE_LIMIT", 2000, "most /v1 requests a second per tenant on this gateway; past it 429 (negative: no limit)")
 	metrics := f.Metrics()
 	f.ParseOrExit(os.Args[1:])
 	brokers, prefix := kafka()
@@ -46,14 +47,14 @@ func main() {
 		os.Exit(2)
 	}
 	defer func() { cancel(); waitMetrics() }() // the server stops when ctx ends
-	if err := run(ctx, brokers, *dsn, prefix, *addr, *instance, *wait, log); err != nil {
+	if err := run(ctx, brokers, *dsn, prefix, *addr, *instance, *wait, *rate, log); err != nil {
 		log.Error("gateway failed", "err", err)
 		os.Exit(1)
 	}
 	log.Info("gateway stopped")
 }
 
-func run(ctx context.Context, brokers []string, dsn, prefix, addr, instance string, wait time.Duration, log *slog.Logger) error {
+func run(ctx context.Context, brokers []string, dsn, prefix, addr, instance string, wait time.Duration, rate int, log *slog.Logger) error {
 	poolCfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return err
@@ -70,7 +71,7 @@ func run(ctx context.Context, brokers []string, dsn, prefix, addr, instance stri
 	defer pool.Close()
 	gw, err := server.New(ctx, server.Config{
 		InstanceID: instance, Brokers: brokers, TopicPrefix: prefix, Pool: pool,
-		DefaultWait: wait, MaxWait: max(wait, 30*time.Second), Logger: log,
+		DefaultWait: wait, MaxWait: max(wait, 30*time.Second), RateLimit: rate, Logger: log,
 		ClientOpts: []kgo.Opt{service.KafkaClientLogger("gateway")},
 	})
 	if err != nil {

@@ -53,6 +53,9 @@ func (g *Gateway) routes() chi.Router {
 	mountConsole(r) // the web console at / (console.go); not part of the API
 	r.Route("/v1", func(r chi.Router) {
 		r.Use(requireWellFormedKey)
+		if g.cfg.RateLimit > 0 {
+			r.Use(rateLimit(g.cfg.RateLimit))
+		}
 		r.Post("/orders", g.createOrder)
 		r.Get("/orders/{id}", g.getOrder)
 		r.Get("/orders/{id}/valid-items", g.validItems)

@@ -47,6 +47,10 @@ type Config struct {
 	// MaxStreams bounds the live views (GET /v1/orders/{id}/stream) one
 	// gateway streams at once; past it a stream is answered 503. Default 5,000.
 	MaxStreams int
+	// RateLimit bounds the /v1 requests of one tenant on one gateway per
+	// second; past it they are answered 429 with Retry-After. Default 2,000;
+	// negative: no limit.
+	RateLimit int
 	// StreamHeartbeat is how often an idle live view gets a comment line,
 	// so that proxies keep the connection; default 15s.
 	StreamHeartbeat time.Duration
@@ -69,6 +73,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxStreams == 0 {
 		c.MaxStreams = 5000
+	}
+	if c.RateLimit == 0 {
+		c.RateLimit = 2000
 	}
 	if c.StreamHeartbeat == 0 {
 		c.StreamHeartbeat = 15 * time.Second

@@ -2,6 +2,7 @@
 // and catalog item whose commands' partitions it owns.
 //
 // Configuration (environment, flags override): KAFKA_BROKERS, METRICS_ADDR, TOPIC_PREFIX,
+// the Kafka connection's security (KAFKA_TLS*, KAFKA_SASL_*: see service.KafkaSecurityConfig),
 // INSTANCE_ID (default: the host name; keep it stable across restarts so a
 // restart fences the previous incarnation at once), PARTITIONS (of the topics
 // it creates when missing; default 6).
@@ -25,6 +26,7 @@ func main() {
 	log := service.Logger("aggregator")
 	f := service.NewFlags("aggregator")
 	kafka := f.Kafka()
+	kafkaSecurity := f.KafkaSecurity(log)
 	instance := f.String("instance-id", "INSTANCE_ID", service.Hostname(), "this instance's stable name")
 	partitions := f.Int("partitions", "PARTITIONS", 6, "partitions of the topics created when missing (commands and snapshots must agree)")
 	metrics := f.Metrics()
@@ -34,6 +36,11 @@ func main() {
 		os.Exit(2)
 	}
 	brokers, prefix := kafka()
+	kafkaOpts, err := kafkaSecurity()
+	if err != nil {
+		log.Error("kafka security settings unusable", "err", err)
+		os.Exit(2)
+	}
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
 	waitMetrics, err := service.ServeMetrics(ctx, metrics(), log)
@@ -42,7 +49,7 @@ func main() {
 		os.Exit(2)
 	}
 	defer func() { cancel(); waitMetrics() }() // the server stops when ctx ends
-	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, InstanceID: *instance, Partitions: int32(*partitions), Logger: log, ClientOpts: []kgo.Opt{service.KafkaClientLogger("aggregator")}}); err != nil {
+	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, InstanceID: *instance, Partitions: int32(*partitions), Logger: log, ClientOpts: append([]kgo.Opt{service.KafkaClientLogger("aggregator")}, kafkaOpts...)}); err != nil {
 		log.Error("aggregator failed", "err", err)
 		os.Exit(1)
 	}

@@ -1,7 +1,9 @@
 // Command projector runs the read side: it keeps the PostgreSQL views exactly
 // once and sends each completed command's reply to the gateway waiting for it.
 //
-// Configuration (environment, flags override): KAFKA_BROKERS, METRICS_ADDR, DATABASE_URL, TOPIC_PREFIX.
+// Configuration (environment, flags override): KAFKA_BROKERS, METRICS_ADDR, DATABASE_URL, TOPIC_PREFIX,
+// the Kafka connection's security (KAFKA_TLS*, KAFKA_SASL_*: see service.KafkaSecurityConfig).
+// PostgreSQL TLS is set in DATABASE_URL (sslmode=verify-full&sslrootcert=...).
 package main
 
 import (
@@ -19,10 +21,16 @@ func main() {
 	log := service.Logger("projector")
 	f := service.NewFlags("projector")
 	kafka := f.Kafka()
+	kafkaSecurity := f.KafkaSecurity(log)
 	dsn := f.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
 	metrics := f.Metrics()
 	f.ParseOrExit(os.Args[1:])
 	brokers, prefix := kafka()
+	kafkaOpts, err := kafkaSecurity()
+	if err != nil {
+		log.Error("kafka security settings unusable", "err", err)
+		os.Exit(2)
+	}
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
 	waitMetrics, err := service.ServeMetrics(ctx, metrics(), log)
@@ -37,7 +45,7 @@ func main() {
 		os.Exit(2)
 	}
 	defer pool.Close()
-	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, Pool: pool, Logger: log, ClientOpts: []kgo.Opt{service.KafkaClientLogger("projector")}}); err != nil {
+	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, Pool: pool, Logger: log, ClientOpts: append([]kgo.Opt{service.KafkaClientLogger("projector")}, kafkaOpts...)}); err != nil {
 		log.Error("projector failed", "err", err)
 		os.Exit(1)
 	}

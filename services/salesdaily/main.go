@@ -5,7 +5,10 @@
 //
 // Configuration (environment, flags override): KAFKA_BROKERS, TOPIC_PREFIX,
 // DATABASE_URL, DLQ_TOPIC (optional: where records that are not valid events
-// go; the topic must exist; by default they are only logged and counted).
+// go; the topic must exist; by default they are only logged and counted),
+// the Kafka connection's security (KAFKA_TLS*, KAFKA_SASL_*: see
+// service.KafkaSecurityConfig). PostgreSQL TLS is set in DATABASE_URL
+// (sslmode=verify-full&sslrootcert=...).
 package main
 
 import (
@@ -22,10 +25,16 @@ func main() {
 	log := service.Logger(app.Name)
 	f := service.NewFlags(app.Name)
 	kafka := f.Kafka()
+	kafkaSecurity := f.KafkaSecurity(log)
 	dsn := f.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
 	dlq := f.String("dlq-topic", "DLQ_TOPIC", "", "topic for records that are not valid events (empty: log and count only)")
 	f.ParseOrExit(os.Args[1:])
 	brokers, prefix := kafka()
+	kafkaOpts, err := kafkaSecurity()
+	if err != nil {
+		log.Error("kafka security settings unusable", "err", err)
+		os.Exit(2)
+	}
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
 	pool, err := pgxpool.New(ctx, *dsn)
@@ -36,7 +45,7 @@ func main() {
 	defer pool.Close()
 	err = app.Run(ctx, app.Config{
 		Brokers: brokers, TopicPrefix: prefix, Pool: pool, DLQTopic: *dlq, Logger: log,
-		ClientOpts: []kgo.Opt{service.KafkaClientLogger(app.Name)},
+		ClientOpts: append([]kgo.Opt{service.KafkaClientLogger(app.Name)}, kafkaOpts...),
 	})
 	if err != nil {
 		log.Error("salesdaily failed", "err", err)

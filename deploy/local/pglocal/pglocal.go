@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
@@ -23,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ErrNoServer reports a machine without PostgreSQL server binaries that this
@@ -42,6 +44,13 @@ type Options struct {
 	OSUser string
 	// Install allows apt-get to install the server when it is missing (root only).
 	Install bool
+	// TLS turns on TLS (ssl = on) with a certificate for 127.0.0.1 and
+	// localhost, signed by a certificate authority of the cluster's own. Both
+	// are made on first use and kept in the data folder (ca.crt, server.crt,
+	// server.key, mode 0600); clients verify the server with
+	// sslmode=verify-full&sslrootcert=<Server.CAFile()>, as DSN does.
+	// Connections without TLS are still accepted.
+	TLS bool
 }
 
 // Server is a running private cluster.
@@ -51,10 +60,15 @@ type Server struct {
 	cred *syscall.Credential
 }
 
-// DSN returns a connection string for database db (default "postgres") as the superuser "postgres".
+// DSN returns a connection string for database db (default "postgres") as
+// the superuser "postgres": without TLS, or with TLS verifying the server
+// against CAFile when the cluster runs with Options.TLS.
 func (s *Server) DSN(db string) string {
 	if db == "" {
 		db = "postgres"
+	}
+	if s.opts.TLS {
+		return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=verify-full&sslrootcert=%s", s.opts.Port, db, url.QueryEscape(s.CAFile()))
 	}
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.opts.Port, db)
 }
@@ -112,10 +126,18 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, err
 	}
 	if s.running(ctx) {
+		if opts.TLS && !s.runsWithTLS() {
+			return nil, fmt.Errorf("pglocal: the cluster running in %s was started without TLS; stop it (pglocal.StopDir) to start it with TLS", s.opts.Dir)
+		}
 		return s, nil
 	}
 	if err := portFree(opts.Port); err != nil {
 		return nil, err
+	}
+	if opts.TLS {
+		if err := s.ensureTLSFiles(time.Now()); err != nil {
+			return nil, err
+		}
 	}
 	settings := []string{
 		"-p " + strconv.Itoa(opts.Port),
@@ -126,6 +148,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	if !opts.Durable {
 		settings = append(settings, "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off")
+	}
+	if opts.TLS { // file names relative to the data folder
+		settings = append(settings, "-c ssl=on", "-c ssl_cert_file="+serverCertFile, "-c ssl_key_file="+serverKeyFile, "-c ssl_min_protocol_version=TLSv1.2")
 	}
 	out, err := s.run(ctx, "pg_ctl", "start", "-w", "-t", "60", "-D", s.dataDir(), "-l", s.LogPath(), "-o", strings.Join(settings, " "))
 	if err != nil {

@@ -45,12 +45,16 @@ again. Command outcomes and the live projector's offsets are kept.`,
 			if err != nil {
 				return err
 			}
+			sec, err := a.kafkaSecurity()
+			if err != nil {
+				return err
+			}
 			bar := a.newProgress("rebuild")
 			started := time.Now()
 			stats, err := projector.Rebuild(ctx, v.projection, projector.RebuildConfig{
 				Brokers: service.List(a.Brokers), Pool: pool, Migrate: v.migrate,
 				SwapWithin: swapWithin, LockTimeout: lockTimeout, Logger: a.logger(),
-				Progress: bar.set,
+				Progress: bar.set, ClientOpts: sec,
 			})
 			bar.finish()
 			if err != nil {

@@ -108,11 +108,15 @@ projection's code or schema, use rebuild.`,
 			for _, r := range ranges {
 				total += r.To - r.From
 			}
+			sec, err := a.kafkaSecurity()
+			if err != nil {
+				return err
+			}
 			bar := a.newProgress("replay")
 			var done int64
 			started := time.Now()
 			stats, err := projector.Replay(ctx, v.projection, projector.ReplayConfig{
-				Brokers: service.List(a.Brokers), Pool: pool, Logger: a.logger(),
+				Brokers: service.List(a.Brokers), Pool: pool, Logger: a.logger(), ClientOpts: sec,
 				Progress: func(n int64) { done += n; bar.set(total, done) },
 			}, ranges)
 			bar.finish()

@@ -62,8 +62,10 @@ type App struct {
 	In       io.Reader
 	Out, Err io.Writer
 
-	kafka *kgo.Client
-	pool  *pgxpool.Pool
+	kafka     *kgo.Client
+	kafkaSec  []kgo.Opt // TLS and SASL options from the environment, once read
+	kafkaRead bool
+	pool      *pgxpool.Pool
 }
 
 // embeddedDatabaseURL is the database of `make run`, whose Kafka is the
@@ -127,6 +129,13 @@ func (a *App) root() *cobra.Command {
 		Long: `abctl operates an Answerback deployment: its topics, consumer groups, view,
 dead letters and the reply topics of gateways.
 
+Kafka TLS and SASL come from the environment: KAFKA_TLS, KAFKA_TLS_CA_FILE,
+KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE, KAFKA_TLS_SERVER_NAME,
+KAFKA_TLS_INSECURE_SKIP_VERIFY (tests only), KAFKA_SASL_MECHANISM (PLAIN,
+SCRAM-SHA-256, SCRAM-SHA-512), KAFKA_SASL_USERNAME, and KAFKA_SASL_PASSWORD
+or KAFKA_SASL_PASSWORD_FILE. PostgreSQL TLS is set in the database URL
+(sslmode=verify-full&sslrootcert=/path/to/ca.crt).
+
 Exit codes: 0 done; 1 failed; 2 bad usage; 3 not found; 4 refused as unsafe
 or unconfirmed; 5 done so far, more to do (run again).`,
 		SilenceUsage:  true,
@@ -154,12 +163,37 @@ func (a *App) Kafka() (*kgo.Client, error) {
 	if len(brokers) == 0 {
 		return nil, usageErrorf("no Kafka brokers: set --brokers or KAFKA_BROKERS")
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RequestTimeoutOverhead(a.Timeout))
+	sec, err := a.kafkaSecurity()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.RequestTimeoutOverhead(a.Timeout)}, sec...)...)
 	if err != nil {
 		return nil, withCode(ExitUsage, fmt.Errorf("kafka: %w", err))
 	}
 	a.kafka = cl
 	return cl, nil
+}
+
+// kafkaSecurity returns the TLS and SASL client options that the KAFKA_TLS*
+// and KAFKA_SASL_* environment variables ask for (see
+// service.KafkaSecurityConfig), logging their warnings once. Every Kafka
+// client abctl makes carries them.
+func (a *App) kafkaSecurity() ([]kgo.Opt, error) {
+	if a.kafkaRead {
+		return a.kafkaSec, nil
+	}
+	cfg, err := service.KafkaSecurityFromEnv()
+	if err != nil {
+		return nil, withCode(ExitUsage, err)
+	}
+	opts, err := cfg.Options()
+	if err != nil {
+		return nil, withCode(ExitUsage, err) // it says "kafka TLS" or "kafka SASL"
+	}
+	cfg.Report(a.logger())
+	a.kafkaSec, a.kafkaRead = opts, true
+	return opts, nil
 }
 
 // Admin returns an admin client over the shared Kafka client.

@@ -315,8 +315,15 @@ func (a *App) countCommitted(ctx context.Context, parts []partitionLag) error {
 	if len(todo) == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(service.List(a.Brokers)...), kgo.ConsumePartitions(consume),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))
+	sec, err := a.kafkaSecurity()
+	if err != nil {
+		return err
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(service.List(a.Brokers)...), kgo.ConsumePartitions(consume),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200 * time.Millisecond),
+	}
+	cl, err := kgo.NewClient(append(opts, sec...)...)
 	if err != nil {
 		return err
 	}

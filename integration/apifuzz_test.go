@@ -34,6 +34,7 @@ func TestAPIFuzzSchemathesis(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--config-file", "testdata/schemathesis.toml", "run", s.gateways[0]+"/openapi.json",
 		"--checks", "all",
+		"--header", "Authorization: Bearer "+s.token,
 		// A live view never ends: schemathesis would wait for it until its
 		// timeout. TestLiveView* test the stream.
 		"--exclude-operation-id", "streamOrder",

@@ -117,7 +117,7 @@ func produceOrderEvents(ctx context.Context, t testing.TB, k *testenv.Kafka, ord
 	for o := range orderCount {
 		id := fmt.Sprintf("r%d", o)
 		for v := 1; v <= perOrder; v++ {
-			ev := envelope.Event{Meta: envelope.Meta{AggregateID: id, CommandID: fmt.Sprintf("%s-%d", id, v), Tenant: "default"},
+			ev := envelope.Event{Meta: envelope.Meta{AggregateID: id, CommandID: fmt.Sprintf("%s-%d", id, v), Tenant: testTenant},
 				Type: orders.EventItemAdded, Version: int64(v), Time: time.Now(), Index: 1, Count: 1,
 				Data: fmt.Appendf(nil, `{"sku":"s%d","quantity":1}`, v)}
 			if v == 1 {

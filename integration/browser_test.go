@@ -66,7 +66,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node, filepath.Join("browser", "console.test.mjs"), s.gateways[0], s.gateways[1], artifacts)
-	cmd.Env = append(os.Environ(), EnvChromium+"="+chromium, EnvBrowserModules+"="+modules)
+	cmd.Env = append(os.Environ(), EnvChromium+"="+chromium, EnvBrowserModules+"="+modules, "CONSOLE_TOKEN="+s.token)
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.StdoutPipe()
 	if err != nil {

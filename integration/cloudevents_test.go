@@ -73,8 +73,8 @@ func checkCloudEvent(t *testing.T, domain, key string, value []byte, ev *event.E
 		t.Errorf("%s: source %s", ev.ID(), ev.Source())
 	case !known[ev.Type()]:
 		t.Errorf("%s: type %s", ev.ID(), ev.Type())
-	case ev.Subject() != key:
-		t.Errorf("%s: subject %q, want the record key %q", ev.ID(), ev.Subject(), key)
+	case key != fmt.Sprint(ext["tenant"])+"/"+ev.Subject():
+		t.Errorf("%s: record key %q, want <tenant>/<subject> (%v/%s)", ev.ID(), key, ext["tenant"], ev.Subject())
 	case time.Since(ev.Time()) > time.Hour || ev.Time().IsZero():
 		t.Errorf("%s: time %s", ev.ID(), ev.Time())
 	case ev.DataContentType() != "application/json":
@@ -83,7 +83,7 @@ func checkCloudEvent(t *testing.T, domain, key string, value []byte, ev *event.E
 		t.Errorf("%s: data %s, want the record value %s", ev.ID(), ev.Data(), value)
 	case ext["correlationid"] == nil || ext["causationid"] != ext["correlationid"]:
 		t.Errorf("%s: correlationid %v, causationid %v: want both, the command ID", ev.ID(), ext["correlationid"], ext["causationid"])
-	case ext["tenant"] != "default":
+	case ext["tenant"] != testTenant:
 		t.Errorf("%s: tenant %v", ev.ID(), ext["tenant"])
 	}
 }

@@ -330,7 +330,7 @@ func TestReplyToMissingTopicDoesNotStall(t *testing.T) {
 		orphan := envelope.EncodeCommand(s.topics("orders").Commands, envelope.Command{
 			Meta: envelope.Meta{
 				CommandID: "orphan-1", AggregateID: "o", ReplyTo: s.prefix + "replies.gone",
-				Deadline: time.Now().Add(time.Minute), Tenant: "default", ExpectedVersion: 99, // rejected: version-mismatch
+				Deadline: time.Now().Add(time.Minute), Tenant: testTenant, ExpectedVersion: 99, // rejected: version-mismatch
 			},
 			Type: "orders.add-item", Data: []byte(`{"sku":"apple","quantity":1}`),
 		})

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/testenv"
 )
 
@@ -31,13 +32,14 @@ type sse struct {
 // stream opens the live view of order on gateway base, resuming after
 // lastEventID when it is not empty; events arrive on the channel until
 // close is called.
-func stream(t testing.TB, base, order, lastEventID string) (<-chan sse, func()) {
+func stream(t testing.TB, base, token, order, lastEventID string) (<-chan sse, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/orders/"+order+"/stream", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
 	}
@@ -107,7 +109,7 @@ func TestLiveViewResume(t *testing.T) {
 		s.seedCatalog(loadCatalog)
 		s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "lv", "customerId": "c"})
 
-		events, closeStream := stream(t, s.gateways[1], "lv", "")
+		events, closeStream := stream(t, s.gateways[1], s.token, "lv", "")
 		if ev := next(t, events, 5*time.Second); ev.event != "snapshot" || ev.id != "1" || len(ev.data.Order) == 0 {
 			t.Fatalf("first event %+v, want the snapshot at version 1 with the order", ev)
 		}
@@ -125,7 +127,7 @@ func TestLiveViewResume(t *testing.T) {
 			s.mustCall(0, http.StatusOK, http.MethodPost, "/v1/orders/lv/items", map[string]any{"sku": "apple", "quantity": 1})
 		}
 		s.mustCall(1, http.StatusOK, http.MethodDelete, "/v1/orders/lv/items/kiwi", nil)
-		events, closeStream = stream(t, s.gateways[0], "lv", "2")
+		events, closeStream = stream(t, s.gateways[0], s.token, "lv", "2")
 		var got []string
 		for range 4 {
 			ev := next(t, events, 5*time.Second)
@@ -142,10 +144,10 @@ func TestLiveViewResume(t *testing.T) {
 		closeStream()
 
 		// The change log lost them (as after its retention): the whole view.
-		if _, err := s.pg.Pool.Exec(testenv.Context(t, 10*time.Second), `DELETE FROM view_changes WHERE aggregate_id = 'lv' AND version <= 4`); err != nil {
+		if _, err := s.pg.Pool.Exec(testenv.Context(t, 10*time.Second), `DELETE FROM view_changes WHERE aggregate_id = $1 AND version <= 4`, envelope.StreamKey(testTenant, "lv")); err != nil {
 			t.Fatal(err)
 		}
-		events, closeStream = stream(t, s.gateways[1], "lv", "2")
+		events, closeStream = stream(t, s.gateways[1], s.token, "lv", "2")
 		defer closeStream()
 		if ev := next(t, events, 5*time.Second); ev.event != "snapshot" || ev.id != "6" || len(ev.data.Order) == 0 {
 			t.Errorf("resumed past the log with %+v, want the snapshot at version 6", ev)
@@ -156,6 +158,7 @@ func TestLiveViewResume(t *testing.T) {
 			want              int
 		}{{"/v1/orders/nope/stream", "", 404}, {"/v1/orders/lv/stream", "x", 400}} {
 			req, _ := http.NewRequest(http.MethodGet, s.gateways[0]+c.path, nil)
+			req.Header.Set("Authorization", "Bearer "+s.token)
 			req.Header.Set("Last-Event-ID", c.lastEventID)
 			resp, err := httpClient.Do(req)
 			if err != nil {
@@ -184,7 +187,7 @@ func fanOut(t testing.TB, s *stack, n int) []time.Duration {
 		go func() { // owned by fanOut: waited for below
 			defer wg.Done()
 			var closeStream func()
-			streams[i], closeStream = stream(t, s.gateways[0], "fan", "")
+			streams[i], closeStream = stream(t, s.gateways[0], s.token, "fan", "")
 			t.Cleanup(closeStream)
 		}()
 	}

@@ -233,6 +233,7 @@ func TestBadRequests(t *testing.T) {
 		{"unknown order", http.MethodGet, "/v1/orders/nope", "", "", 404},
 	} {
 		req, _ := http.NewRequest(c.method, s.gateways[0]+c.path, stringsReader(c.body))
+		req.Header.Set("Authorization", "Bearer "+s.token)
 		if c.contentType != "" {
 			req.Header.Set("Content-Type", c.contentType)
 		}

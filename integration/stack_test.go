@@ -22,6 +22,7 @@ import (
 	"github.com/answerback/answerback/libs/projector"
 	"github.com/answerback/answerback/libs/testenv"
 	aggapp "github.com/answerback/answerback/services/aggregator/app"
+	"github.com/answerback/answerback/services/gateway/auth"
 	"github.com/answerback/answerback/services/gateway/server"
 	projapp "github.com/answerback/answerback/services/projector/app"
 )
@@ -35,6 +36,9 @@ type stack struct {
 	pg       *testenv.Postgres
 	prefix   string
 	gateways []string // base URLs
+	// key signs the tokens of requests; token is testTenant's, with every scope.
+	key   *auth.DevKey
+	token string
 
 	// faults of the in-process projector
 	faults projector.Faults
@@ -68,6 +72,15 @@ func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
 	}
 	s := &stack{t: t, k: k, pg: testenv.NewPostgres(t), prefix: k.Prefix + ".", procs: map[string]*component{}}
 	ctx := testenv.Context(t, time.Minute)
+	key, err := auth.LoadOrCreateDevKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	verifier, err := key.Verifier()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.key, s.token = key, s.mint(key, testTenant)
 	if err := aggapp.EnsureTopics(ctx, k.Seeds, s.prefix, 3); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +89,7 @@ func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
 	for i := range opts.gateways {
 		gw, err := server.New(ctx, server.Config{
 			InstanceID: fmt.Sprintf("gw%d-%s", i+1, k.Prefix), Brokers: k.Seeds, TopicPrefix: s.prefix, Pool: s.pg.Pool,
-			DefaultWait: opts.replyWait, MaxWait: 30 * time.Second, MaxInFlight: opts.maxInFlight, Logger: testLogger(t),
+			DefaultWait: opts.replyWait, MaxWait: 30 * time.Second, MaxInFlight: opts.maxInFlight, Auth: verifier, Logger: testLogger(t),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -90,6 +103,27 @@ func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
 	}
 	t.Cleanup(s.stopAll)
 	return s
+}
+
+// testTenant is the tenant of the stack's requests, unless a test says otherwise.
+const testTenant = "acme"
+
+// mint signs a token for tenant with scopes (every scope when none given).
+func (s *stack) mint(key *auth.DevKey, tenant string, scopes ...string) string {
+	s.t.Helper()
+	if len(scopes) == 0 {
+		scopes = auth.AllScopes
+	}
+	tok, err := key.Mint("integration", tenant, scopes, time.Hour)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
+// tokenFor is a token of tenant with scopes (every scope when none given).
+func (s *stack) tokenFor(tenant string, scopes ...string) string {
+	return s.mint(s.key, tenant, scopes...)
 }
 
 // startStackWithOrder starts a stack with the default catalog and an open
@@ -208,7 +242,12 @@ func (s *stack) callWith(i int, method, path string, body any, headers map[strin
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
 	for k, v := range headers {
+		if v == "" {
+			req.Header.Del(k) // a test that sends no such header
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := httpClient.Do(req)
@@ -239,13 +278,13 @@ func (s *stack) seedCatalog(items map[string]map[string]any) {
 	}
 }
 
-// eventsOf returns the events of aggregate id on the domain's events
+// eventsOf returns testTenant's events of aggregate id on the domain's events
 // topic, in topic order.
 func (s *stack) eventsOf(domain, id string) []envelope.Event {
 	s.t.Helper()
 	var out []envelope.Event
 	for _, r := range s.readTopic(s.topics(domain).Events) {
-		if string(r.Key) != id {
+		if string(r.Key) != envelope.StreamKey(testTenant, id) {
 			continue
 		}
 		ev, err := envelope.DecodeEvent(r)

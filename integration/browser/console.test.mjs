@@ -17,8 +17,10 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const [gateway1, gateway2, shotDir] = process.argv.slice(2);
-if (!gateway1 || !gateway2 || !shotDir) {
-  console.error('usage: node console.test.mjs <gateway-1 URL> <gateway-2 URL> <screenshot dir>');
+// The console's bearer token, as make run hands it over: in the fragment.
+const token = process.env.CONSOLE_TOKEN;
+if (!gateway1 || !gateway2 || !shotDir || !token) {
+  console.error('usage: CONSOLE_TOKEN=<JWT> node console.test.mjs <gateway-1 URL> <gateway-2 URL> <screenshot dir>');
   process.exit(2);
 }
 const modules = resolve(process.env.BROWSER_MODULES || join(here, 'node_modules'));
@@ -51,9 +53,10 @@ async function openConsole(browser, base, name) {
   page.on('console', (msg) => {
     if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) page.errors.push(`${name}: ${msg.text()}`);
   });
-  const res = await page.goto(`${base}/`);
+  const res = await page.goto(`${base}/#token=${token}`);
   assert.equal(res.status(), 200, `${name}: GET / answered ${res.status()}`);
   await page.getByTestId('catalog-apple').waitFor();
+  assert.equal(new URL(page.url()).hash, '', `${name}: the token stayed in the address bar`);
   return page;
 }
 

@@ -25,6 +25,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -39,6 +40,7 @@ import (
 	"github.com/answerback/answerback/deploy/local/kafkalocal"
 	"github.com/answerback/answerback/deploy/local/pglocal"
 	"github.com/answerback/answerback/libs/testenv"
+	"github.com/answerback/answerback/services/gateway/auth"
 )
 
 // recoveryBound is how long the system may take, after a fault ends, to
@@ -183,6 +185,26 @@ func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) st
 
 	bin := buildServices(t)
 	common := []string{"KAFKA_BROKERS=" + brokers, "DATABASE_URL=" + dsn, "LOG_LEVEL=warn"}
+	// The gateways trust a development key's JWKS file, as they would an
+	// identity provider's.
+	key, err := auth.LoadOrCreateDevKey(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := key.PublicSet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwksJSON, _ := json.Marshal(jwks)
+	jwksFile := filepath.Join(work, "jwks.json")
+	if err := os.WriteFile(jwksFile, jwksJSON, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	token, err := key.Mint("chaos", "chaos", auth.AllScopes, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gatewayAuth := []string{"AUTH_JWKS_FILE=" + jwksFile, "AUTH_ISSUER=" + auth.DevIssuer, "AUTH_AUDIENCE=" + auth.DevAudience}
 	newProc := func(name, svc string, env ...string) *proc {
 		return newProcess(name, filepath.Join(bin, svc), append(append([]string{}, common...), env...), filepath.Join(work, name+".log"))
 	}
@@ -190,7 +212,8 @@ func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) st
 	for i := 1; i <= 2; i++ {
 		addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 		gatewayAddrs = append(gatewayAddrs, addr)
-		s.gateways = append(s.gateways, newProc(fmt.Sprintf("gateway-%d", i), "gateway", "HTTP_ADDR="+addr, fmt.Sprintf("INSTANCE_ID=chaos-gw%d", i), "REPLY_WAIT=3s"))
+		s.gateways = append(s.gateways, newProc(fmt.Sprintf("gateway-%d", i), "gateway",
+			append([]string{"HTTP_ADDR=" + addr, fmt.Sprintf("INSTANCE_ID=chaos-gw%d", i), "REPLY_WAIT=3s"}, gatewayAuth...)...))
 		s.aggregators = append(s.aggregators, newProc(fmt.Sprintf("aggregator-%d", i), "aggregator", fmt.Sprintf("INSTANCE_ID=chaos-agg%d", i)))
 		s.projectors = append(s.projectors, newProc(fmt.Sprintf("projector-%d", i), "projector"))
 	}
@@ -217,7 +240,7 @@ func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) st
 		}
 	})
 	lb := startBalancer(t, gatewayAddrs)
-	c := newCluster(t, lb)
+	c := newCluster(t, lb, token)
 	c.brokers = brokers
 	c.waitReady(90 * time.Second)
 	c.seed()

@@ -47,6 +47,7 @@ type outcome struct {
 type cluster struct {
 	t       *testing.T
 	base    string
+	token   string // the bearer token of every request
 	http    *http.Client
 	brokers string
 
@@ -69,8 +70,8 @@ type recoveryWait struct {
 	done  chan struct{}
 }
 
-func newCluster(t *testing.T, base string) *cluster {
-	return &cluster{t: t, base: base, http: &http.Client{Timeout: clientTimeout},
+func newCluster(t *testing.T, base, token string) *cluster {
+	return &cluster{t: t, base: base, token: token, http: &http.Client{Timeout: clientTimeout},
 		recovery: map[string]time.Duration{}, recovered: map[string]bool{}}
 }
 
@@ -87,6 +88,7 @@ func (c *cluster) do(method, path string, body any, headers map[string]string) (
 		rd = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, c.base+path, rd)
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

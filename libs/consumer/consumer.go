@@ -6,10 +6,14 @@
 // The contract a downstream service can rely on, and this package builds on:
 //
 //   - Events are CloudEvents in binary mode (see package envelope), written
-//     in Kafka transactions exactly once, keyed by aggregate ID. A consumer
-//     must read read_committed (the Runner does) or it sees aborted records.
+//     in Kafka transactions exactly once, keyed by envelope.StreamKey(tenant,
+//     aggregate ID), "tenant/id". A consumer must read read_committed (the
+//     Runner does) or it sees aborted records.
+//   - Tenants never meet: two tenants may use the same aggregate IDs (order
+//     IDs, SKUs), which are then two aggregates. A read model keys its rows
+//     by Meta.Tenant as well as by Meta.AggregateID, and so does the Guard.
 //   - The events of one aggregate are in one partition, in version order:
-//     ce_sequence is 1, 2, 3… per aggregate. The pipeline never changes a
+//     ce_sequence is 1, 2, 3… per aggregate (per tenant and ID). The pipeline never changes a
 //     topic's partition count (topics.Ensure leaves it alone), so this order
 //     holds for the topic's life; adding partitions by hand would break it.
 //   - Delivery to a consumer group is at least once: a record whose offset
@@ -80,14 +84,14 @@ type Meta struct {
 	Partition int32
 	Offset    int64
 
-	ID          string    // ce_id: "<aggregate>@<version>", unique and stable
+	ID          string    // ce_id: "<tenant>/<aggregate>@<version>", unique and stable
 	Source      string    // ce_source, e.g. "/answerback/orders"
 	Type        string    // ce_type, e.g. "orders.item-added.v1"
-	AggregateID string    // the record key and ce_subject
+	AggregateID string    // ce_subject: the aggregate's ID within its tenant (the record key is "<tenant>/<ID>")
 	Version     int64     // ce_sequence: the aggregate's version after this event, 1 for its first
 	Time        time.Time // ce_time: when the aggregate decided it (UTC)
 	CommandID   string    // ce_correlationid: the command that caused it
-	Tenant      string    // ce_tenant
+	Tenant      string    // ce_tenant, the record key's prefix; "" for a record from before tenants (bare key, no ce_tenant)
 	TraceParent string    // ce_traceparent (W3C trace context)
 }
 

@@ -50,7 +50,7 @@ func TestDecode(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := consumer.Meta{
-		Topic: "orders.events", Partition: 4, Offset: 17, ID: "o-1@3", Source: "/answerback/orders",
+		Topic: "orders.events", Partition: 4, Offset: 17, ID: "default/o-1@3", Source: "/answerback/orders",
 		Type: "orders.item-added.v1", AggregateID: "o-1", Version: 3, Time: time.Date(2026, 3, 1, 23, 59, 59, 500, time.UTC),
 		CommandID: "cmd-o-1-3", Tenant: "default",
 	}

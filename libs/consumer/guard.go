@@ -6,24 +6,62 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/answerback/answerback/libs/pipeline/envelope"
 )
 
-// schema is the Guard's table: per consumer, topic and aggregate, the
-// version of the last event applied.
+// schema is the Guard's table: per consumer, topic, tenant and aggregate,
+// the version of the last event applied. Two tenants' aggregates of the same
+// ID are two rows. The empty tenant is that of records from before tenants
+// (a bare key and no ce_tenant).
+//
+// A table from before tenants (primary key consumer, topic, aggregate_id) is
+// upgraded in place: its rows get the empty tenant and the primary key takes
+// the tenant. Every statement is idempotent, so EnsureSchema may run at every
+// start.
 const schema = `
 CREATE TABLE IF NOT EXISTS consumer_versions (
 	consumer     text   NOT NULL,
 	topic        text   NOT NULL,
+	tenant       text   NOT NULL DEFAULT '',
 	aggregate_id text   NOT NULL,
 	version      bigint NOT NULL,
-	PRIMARY KEY (consumer, topic, aggregate_id)
-)`
+	PRIMARY KEY (consumer, topic, tenant, aggregate_id)
+);
+ALTER TABLE consumer_versions ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT '';
+` + primaryKey
+
+// primaryKey makes consumer_versions' primary key (consumer, topic, tenant,
+// aggregate_id) when it is anything else: it drops the key of a table from
+// before tenants, by whatever name it has, and adds the new one.
+const primaryKey = `
+DO $$
+DECLARE
+	pk   name;
+	cols text[];
+BEGIN
+	SELECT c.conname, array_agg(a.attname::text ORDER BY k.ord) INTO pk, cols
+	FROM pg_constraint c
+	CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+	JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+	WHERE c.conrelid = 'consumer_versions'::regclass AND c.contype = 'p'
+	GROUP BY c.conname;
+	IF cols IS DISTINCT FROM ARRAY['consumer', 'topic', 'tenant', 'aggregate_id'] THEN
+		IF pk IS NOT NULL THEN
+			EXECUTE format('ALTER TABLE consumer_versions DROP CONSTRAINT %I', pk);
+		END IF;
+		ALTER TABLE consumer_versions ADD PRIMARY KEY (consumer, topic, tenant, aggregate_id);
+	END IF;
+END $$`
 
 // schemaLockKey serialises EnsureSchema across processes ("consumer" in ASCII).
 const schemaLockKey int64 = 0x636f6e73756d6572
 
-// EnsureSchema creates the Guard's table, consumer_versions, when missing.
-// Concurrent callers serialise on an advisory lock; calling it again is a no-op.
+// EnsureSchema creates the Guard's table, consumer_versions, when missing,
+// and upgrades one from before tenants: its rows, recorded before events
+// carried a tenant, get the empty tenant: that of records with a bare key and
+// no ce_tenant, which they keep guarding. Concurrent callers serialise on an
+// advisory lock; calling it again is a no-op.
 func EnsureSchema(ctx context.Context, db interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }) error {
@@ -41,8 +79,9 @@ func EnsureSchema(ctx context.Context, db interface {
 }
 
 // Guard makes a handler's effects exactly once although delivery is at least
-// once. It records, per consumer, topic and aggregate, the version of the
-// last event applied (table consumer_versions, see EnsureSchema), inside the
+// once. It records, per consumer, topic, tenant and aggregate (Meta.Tenant
+// and Meta.AggregateID: the record key), the version of the last event
+// applied (table consumer_versions, see EnsureSchema), inside the
 // handler's own transaction: the effects and the version commit together or
 // not at all. An event at or below the recorded version was applied before
 // (a record delivered again after a crash or a rebalance, before its offset
@@ -72,7 +111,10 @@ type Verdict struct {
 }
 
 // Apply decides, inside tx, whether the event m is new for g's consumer and,
-// if so, records its version. It locks the aggregate's row until tx ends, so
+// if so, records its version. The aggregate is m's tenant and aggregate ID
+// together: the same ID in two tenants is two aggregates, guarded apart
+// (m.Tenant may be "", for records from before tenants). It locks the
+// aggregate's row until tx ends, so
 // two instances that handle the same event at once (overlapping owners of a
 // partition) apply it once: the second waits and then finds it recorded.
 // Previous (and so Missed) may read 0 when two transactions record an
@@ -91,18 +133,18 @@ func (g Guard) Apply(ctx context.Context, tx pgx.Tx, m Meta) (Verdict, error) {
 	err := tx.QueryRow(ctx, `
 		WITH previous AS (
 			SELECT version FROM consumer_versions
-			WHERE consumer = $1 AND topic = $2 AND aggregate_id = $3
+			WHERE consumer = $1 AND topic = $2 AND tenant = $3 AND aggregate_id = $4
 			FOR UPDATE
 		), recorded AS (
-			INSERT INTO consumer_versions AS v (consumer, topic, aggregate_id, version) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (consumer, topic, aggregate_id) DO UPDATE SET version = EXCLUDED.version
+			INSERT INTO consumer_versions AS v (consumer, topic, tenant, aggregate_id, version) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (consumer, topic, tenant, aggregate_id) DO UPDATE SET version = EXCLUDED.version
 			WHERE v.version < EXCLUDED.version
 			RETURNING 1
 		)
 		SELECT coalesce((SELECT version FROM previous), 0), EXISTS (SELECT 1 FROM recorded)`,
-		g.Consumer, m.Topic, m.AggregateID, m.Version).Scan(&v.Previous, &v.New)
+		g.Consumer, m.Topic, m.Tenant, m.AggregateID, m.Version).Scan(&v.Previous, &v.New)
 	if err != nil {
-		return Verdict{}, fmt.Errorf("consumer: recording %s@%d: %w", m.AggregateID, m.Version, err)
+		return Verdict{}, fmt.Errorf("consumer: recording %s@%d: %w", envelope.StreamKey(m.Tenant, m.AggregateID), m.Version, err)
 	}
 	if v.New && m.Version > v.Previous+1 {
 		v.Missed = m.Version - v.Previous - 1

@@ -18,11 +18,12 @@ import (
 // listeners that were disconnected catch up from the change log (Changes).
 const ChangesChannel = "answerback_changes"
 
-// ChangeNotice says that aggregate's view reached version, from topic's events.
+// ChangeNotice says that an aggregate's view reached version, from topic's
+// events. Stream is the aggregate's envelope.StreamKey (tenant and ID).
 type ChangeNotice struct {
-	Topic       string `json:"topic"`
-	AggregateID string `json:"aggregateId"`
-	Version     int64  `json:"version"`
+	Topic   string `json:"topic"`
+	Stream  string `json:"stream"`
+	Version int64  `json:"version"`
 }
 
 // Change is one applied event in the change log (view_changes): what the
@@ -43,15 +44,15 @@ func (r *Runtime) recordChange(b *batch, topic string, ev envelope.Event) {
 	b.final.Queue(`
 		INSERT INTO view_changes (topic, aggregate_id, version, type, data, at)
 		VALUES ($1, $2, $3, $4, $5, coalesce($6, now())) ON CONFLICT DO NOTHING`,
-		topic, ev.AggregateID, ev.Version, ev.Type, ev.Data, nullTime(ev.Time))
+		topic, envelope.StreamKey(ev.Tenant, ev.AggregateID), ev.Version, ev.Type, ev.Data, nullTime(ev.Time))
 	if b.changed == nil {
 		b.changed = map[aggregateKey]int64{}
 	}
-	k := aggregateKey{topic, ev.AggregateID}
+	k := aggregateKey{topic, envelope.StreamKey(ev.Tenant, ev.AggregateID)}
 	b.changed[k] = max(b.changed[k], ev.Version)
 }
 
-type aggregateKey struct{ topic, aggregate string }
+type aggregateKey struct{ topic, stream string }
 
 // queueNotices queues the batch's change notices; they go out at its commit.
 func queueNotices(b *batch) {
@@ -60,7 +61,7 @@ func queueNotices(b *batch) {
 	}
 	payloads := make([]string, 0, len(b.changed))
 	for k, v := range b.changed {
-		p, _ := json.Marshal(ChangeNotice{Topic: k.topic, AggregateID: k.aggregate, Version: v})
+		p, _ := json.Marshal(ChangeNotice{Topic: k.topic, Stream: k.stream, Version: v})
 		payloads = append(payloads, string(p))
 	}
 	b.final.Queue(`SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p`, ChangesChannel, payloads)
@@ -73,20 +74,20 @@ func nullTime(t time.Time) *time.Time {
 	return &t
 }
 
-// Changes returns the logged changes of aggregate on topic after version
-// after, in version order; complete is false when the log no longer holds
+// Changes returns the logged changes of stream (an aggregate's
+// envelope.StreamKey) on topic after version after, in version order; complete is false when the log no longer holds
 // every version after it (older than ChangeRetention, or from before the
 // log existed) — then only the whole view can bring a reader up to date.
-func Changes(ctx context.Context, q querier, topic, aggregate string, after int64) (changes []Change, complete bool, err error) {
+func Changes(ctx context.Context, q querier, topic, stream string, after int64) (changes []Change, complete bool, err error) {
 	rows, err := q.Query(ctx, `
 		SELECT version, type, data, at FROM view_changes
-		WHERE topic = $1 AND aggregate_id = $2 AND version > $3 ORDER BY version`, topic, aggregate, after)
+		WHERE topic = $1 AND aggregate_id = $2 AND version > $3 ORDER BY version`, topic, stream, after)
 	if err != nil {
-		return nil, false, fmt.Errorf("changes of %s: %w", aggregate, err)
+		return nil, false, fmt.Errorf("changes of %s: %w", stream, err)
 	}
 	changes, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Change])
 	if err != nil {
-		return nil, false, fmt.Errorf("changes of %s: %w", aggregate, err)
+		return nil, false, fmt.Errorf("changes of %s: %w", stream, err)
 	}
 	complete = len(changes) == 0 || changes[0].Version == after+1
 	for i := 1; complete && i < len(changes); i++ {

@@ -14,6 +14,14 @@
 // stored with the outcome and produced to the command's reply-to topic only
 // after the commit, and only while the command's deadline has not passed: a
 // replay answers nobody.
+//
+// Tracing (live projection only): each event applied is a consumer span
+// "project <event type>", child of the span its ce_traceparent names (the
+// aggregator's), with the PostgreSQL work as child spans — "postgres apply",
+// "postgres reply" (deriving the reply) and "postgres commit" (the batch's
+// commit, as that trace saw it) — and ends when its batch commits. The reply
+// is a producer span "reply", child of the event's span, whose context
+// travels in the reply's traceparent header.
 package projector
 
 import (
@@ -31,10 +39,15 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/answerback/answerback/libs/pipeline/dlq"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/pipeline/lag"
+	"github.com/answerback/answerback/libs/pipeline/tracing"
 )
 
 // ErrPermanent marks an Apply error that retrying cannot fix (an unknown
@@ -89,6 +102,8 @@ type Runtime struct {
 	mode mode
 	// pruned is when the change log was last pruned.
 	pruned time.Time
+	// database is the pool's database name, for the PostgreSQL spans.
+	database string
 }
 
 // mode is how a Runtime applies batches: live (the zero mode) or replaying.
@@ -126,7 +141,7 @@ func New(p Projection, cfg Config) (*Runtime, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Runtime{p: p, cfg: cfg, log: cfg.Logger.With("projection", p.Name)}, nil
+	return &Runtime{p: p, cfg: cfg, log: cfg.Logger.With("projection", p.Name), database: cfg.Pool.Config().ConnConfig.Database}, nil
 }
 
 // Run creates the runtime's tables when missing, then projects until ctx ends.
@@ -217,7 +232,10 @@ func (r *Runtime) processWithRetry(ctx context.Context, records []*kgo.Record) {
 		}
 		if err == nil {
 			for _, reply := range replies {
+				// The reply carries its event's trace context (applyOne).
+				_, span := tracing.StartProducer(tracing.Extract(ctx, reply), "reply", reply, tracing.AttrCommandID.String(string(reply.Key)))
 				r.cl.Produce(ctx, reply, func(rec *kgo.Record, err error) {
+					tracing.End(span, err)
 					if err != nil {
 						r.log.Warn("reply not sent; the gateway will read the outcome from the view", "topic", rec.Topic, "err", err)
 						return
@@ -262,6 +280,8 @@ type batch struct {
 	// changed is the latest version applied per aggregate, for the change
 	// notices sent at the commit.
 	changed map[aggregateKey]int64
+	// spans are the batch's "project" spans, ended when it commits or fails.
+	spans []trace.Span
 }
 
 // process applies a batch in one transaction and returns the replies to
@@ -280,7 +300,7 @@ func (r *Runtime) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Re
 	return replies, err
 }
 
-func (r *Runtime) processBatch(ctx context.Context, records []*kgo.Record, savepoints bool) ([]*kgo.Record, error) {
+func (r *Runtime) processBatch(ctx context.Context, records []*kgo.Record, savepoints bool) (_ []*kgo.Record, err error) {
 	tx, err := r.cfg.Pool.Begin(ctx)
 	if err != nil {
 		return nil, err
@@ -294,6 +314,7 @@ func (r *Runtime) processBatch(ctx context.Context, records []*kgo.Record, savep
 		}
 	}
 	b := &batch{tx: tx}
+	defer func() { tracing.EndAll(b.spans, err) }()
 	now := time.Now()
 	for _, rec := range records {
 		k := partitionKey{rec.Topic, rec.Partition}
@@ -340,9 +361,11 @@ func (r *Runtime) processBatch(ctx context.Context, records []*kgo.Record, savep
 	if err := r.deadLetter(ctx, b.dead); err != nil {
 		return nil, err
 	}
+	commitBegan := time.Now()
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("commit: %w", err)
 	}
+	r.traceCommit(b, commitBegan)
 	for _, d := range b.dead {
 		dlq.Counted(d)
 		r.log.Warn("event dead-lettered", "topic", header(d, dlq.HSourceTopic), "partition", header(d, dlq.HSourcePartition),
@@ -406,19 +429,29 @@ func (r *Runtime) applyOne(ctx context.Context, b *batch, rec *kgo.Record, now t
 		r.queueDeadLetter(b, rec, err)
 		return nil
 	}
+	if !r.mode.replay {
+		var span trace.Span
+		ctx, span = tracing.StartConsumer(tracing.WithTraceParent(ctx, ev.TraceParent), "project "+ev.Type, rec,
+			append(tracing.MetaAttributes(ev.Meta), tracing.AttrVersion.Int64(ev.Version))...)
+		b.spans = append(b.spans, span)
+	}
 	q := b.tx
 	if savepoints {
 		if q, err = b.tx.Begin(ctx); err != nil {
 			return err
 		}
 	}
-	if err := r.p.Apply(ctx, q, rec.Topic, ev); err != nil {
+	applyCtx, applySpan := r.startPostgres(ctx, "postgres apply")
+	err = r.p.Apply(applyCtx, q, rec.Topic, ev)
+	tracing.End(applySpan, err)
+	if err != nil {
 		if savepoints {
 			_ = q.Rollback(ctx)
 		}
 		switch {
 		case errors.Is(err, ErrPermanent) && savepoints:
 			r.queueDeadLetter(b, rec, err)
+			trace.SpanFromContext(ctx).SetStatus(codes.Error, "event dead-lettered")
 			return nil
 		case errors.Is(err, ErrPermanent):
 			return fmt.Errorf("%w: %s %s@%d: %w", errNeedsSavepoints, ev.Type, ev.AggregateID, ev.Version, err)
@@ -436,7 +469,9 @@ func (r *Runtime) applyOne(ctx context.Context, b *batch, rec *kgo.Record, now t
 	if r.mode.replay || !ev.LastOfCommand() || ev.CommandID == "" {
 		return nil
 	}
-	body, err := r.p.Reply(ctx, b.tx, rec.Topic, ev)
+	replyCtx, replySpan := r.startPostgres(ctx, "postgres reply")
+	body, err := r.p.Reply(replyCtx, b.tx, rec.Topic, ev)
+	tracing.End(replySpan, err)
 	if err != nil {
 		return fmt.Errorf("deriving the reply to %s: %w", ev.CommandID, err)
 	}
@@ -447,13 +482,42 @@ func (r *Runtime) applyOne(ctx context.Context, b *batch, rec *kgo.Record, now t
 		// Replied once: a command recorded before (its record replayed)
 		// is not answered again, nor is one nobody waits for any more.
 		if tag.RowsAffected() > 0 && ev.WantsReply(now) {
-			b.replies = append(b.replies, envelope.EncodeReply(ev.ReplyTo, envelope.Reply{
+			reply := envelope.EncodeReply(ev.ReplyTo, envelope.Reply{
 				CommandID: ev.CommandID, Outcome: envelope.Applied, Version: ev.Version, Body: body,
-			}))
+			})
+			tracing.Inject(ctx, reply) // the reply's producer span will be this event's child
+			b.replies = append(b.replies, reply)
 		}
 		return nil
 	})
 	return nil
+}
+
+// startPostgres starts a client span name for PostgreSQL work of ctx's
+// event; without a recording span in ctx it starts nothing.
+func (r *Runtime) startPostgres(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, noop.Span{}
+	}
+	opts = append(opts, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attribute.String("db.system.name", "postgresql")))
+	if r.database != "" {
+		opts = append(opts, trace.WithAttributes(attribute.String("db.namespace", r.database)))
+	}
+	return tracing.Tracer().Start(ctx, name, opts...)
+}
+
+// traceCommit gives each recording "project" span of a committed batch a
+// child "postgres commit" span covering the commit begun at began: the
+// commit is shared, but each trace shows what it waited for.
+func (r *Runtime) traceCommit(b *batch, began time.Time) {
+	ended := time.Now()
+	for _, s := range b.spans {
+		if !s.IsRecording() {
+			continue
+		}
+		_, commit := r.startPostgres(trace.ContextWithSpan(context.Background(), s), "postgres commit", trace.WithTimestamp(began))
+		commit.End(trace.WithTimestamp(ended))
+	}
 }
 
 // recordOutcome records a rejection read from an outcomes topic.

@@ -78,14 +78,15 @@ type Outcome struct {
 	AppliedAt   time.Time
 }
 
-// LookupOutcome returns the recorded outcome of commandID, or ErrNoOutcome.
-// The gateway calls it when a reply did not arrive in time.
+// LookupOutcome returns the recorded outcome of tenant's command commandID,
+// or ErrNoOutcome (also when the command is another tenant's). The gateway
+// calls it when a reply did not arrive in time.
 func LookupOutcome(ctx context.Context, q interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}, commandID string) (Outcome, error) {
+}, tenant, commandID string) (Outcome, error) {
 	o := Outcome{CommandID: commandID}
 	var outcome string
-	err := q.QueryRow(ctx, `SELECT aggregate_id, version, outcome, reply, applied_at FROM command_outcomes WHERE command_id = $1`, commandID).
+	err := q.QueryRow(ctx, `SELECT aggregate_id, version, outcome, reply, applied_at FROM command_outcomes WHERE command_id = $1 AND tenant = $2`, commandID, tenant).
 		Scan(&o.AggregateID, &o.Version, &outcome, &o.Reply, &o.AppliedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return o, ErrNoOutcome

@@ -43,6 +43,7 @@ func main() {
 	}
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
+	defer service.Tracing(ctx, "answerback-aggregator", log)()
 	waitMetrics, err := service.ServeMetrics(ctx, metrics(), log)
 	if err != nil {
 		log.Error("metrics address unusable", "err", err)

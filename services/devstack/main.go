@@ -116,7 +116,10 @@ func main() {
 		log.Warn("second signal: exiting at once")
 		os.Exit(1)
 	}()
-	if err := run(ctx, cfg, log); err != nil {
+	stopTracing := service.Tracing(ctx, "answerback-devstack", log)
+	err = run(ctx, cfg, log)
+	stopTracing()
+	if err != nil {
 		log.Error("devstack failed", "err", err)
 		os.Exit(1)
 	}

@@ -6,11 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/answerback/answerback/libs/testenv"
+	"github.com/answerback/answerback/services/gateway/auth"
 )
 
 // TestDevstackServesTheRoundTrip starts what `make run` starts — embedded
@@ -35,8 +37,19 @@ func TestDevstackServesTheRoundTrip(t *testing.T) {
 		t.Fatal("devstack not ready after 2 minutes")
 	}
 
+	key, err := auth.LoadDevKey(filepath.Join(cfg.dataDir, auth.DevKeyFile))
+	if err != nil {
+		t.Fatalf("make run's development key: %v", err)
+	}
+	token, err := key.Mint("test", demoTenant, auth.AllScopes, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
 	post := func(path, body string) (status int, gateway string, reply map[string]any) {
-		resp, err := http.Post(base+path, "application/json", strings.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	aggapp "github.com/answerback/answerback/services/aggregator/app"
+	"github.com/answerback/answerback/services/gateway/auth"
 	"github.com/answerback/answerback/services/gateway/server"
 	projapp "github.com/answerback/answerback/services/projector/app"
 	salesapp "github.com/answerback/answerback/services/salesdaily/app"
@@ -35,6 +36,21 @@ func runPipeline(ctx context.Context, cfg config, brokers []string, dsn string, 
 	defer pool.Close()
 	if err := aggapp.EnsureTopics(ctx, brokers, "", 6); err != nil {
 		return fmt.Errorf("topics: %w", err)
+	}
+
+	// Tokens: signed with the development key kept in the data folder; the
+	// welcome text prints one, `abctl token` mints more.
+	devKey, err := auth.LoadOrCreateDevKey(cfg.dataDir)
+	if err != nil {
+		return fmt.Errorf("development key: %w", err)
+	}
+	verifier, err := devKey.Verifier()
+	if err != nil {
+		return err
+	}
+	token, err := devKey.Mint("developer", demoTenant, auth.AllScopes, devTokenTTL)
+	if err != nil {
+		return err
 	}
 
 	backend, stopBackend := context.WithCancel(context.WithoutCancel(ctx))
@@ -70,7 +86,7 @@ func runPipeline(ctx context.Context, cfg config, brokers []string, dsn string, 
 			return fmt.Errorf("gateway %d: %w", i+1, err)
 		}
 		gw, err := server.New(ctx, server.Config{
-			InstanceID: fmt.Sprintf("devstack-gw%d", i+1), Brokers: brokers, Pool: pool, Logger: log.With("service", "gateway"),
+			InstanceID: fmt.Sprintf("devstack-gw%d", i+1), Brokers: brokers, Pool: pool, Auth: verifier, Logger: log.With("service", "gateway"),
 		})
 		if err != nil {
 			ln.Close()
@@ -99,10 +115,10 @@ func runPipeline(ctx context.Context, cfg config, brokers []string, dsn string, 
 	}()
 
 	base := "http://" + lbLn.Addr().String()
-	if err := seedCatalog(ctx, base, log); err != nil {
+	if err := seedCatalog(ctx, base, token, log); err != nil {
 		log.Warn("catalog not seeded", "err", err)
 	}
-	printWelcome(cfg.out, base, backends, brokers, dsn)
+	printWelcome(cfg.out, base, backends, brokers, dsn, token)
 	if cfg.ready != nil {
 		cfg.ready <- base
 	}
@@ -150,9 +166,18 @@ var demoCatalog = []struct {
 	{"durian", map[string]any{"name": "Durian", "unitPrice": 1500, "stock": 3, "maxPerOrder": 1, "active": false}},
 }
 
-// seedCatalog upserts the demo catalog through the pipeline when the catalog is empty.
-func seedCatalog(ctx context.Context, base string, log *slog.Logger) error {
-	resp, err := http.Get(base + "/v1/catalog")
+// demoTenant is the tenant of make run's printed token and seeded catalog.
+const demoTenant = "demo"
+
+// devTokenTTL is how long the printed token lasts; `abctl token` mints more.
+const devTokenTTL = 24 * time.Hour
+
+// seedCatalog upserts the demo catalog through the pipeline when the demo
+// tenant's catalog is empty.
+func seedCatalog(ctx context.Context, base, token string, log *slog.Logger) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/catalog", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -168,6 +193,7 @@ func seedCatalog(ctx context.Context, base string, log *slog.Logger) error {
 		body, _ := json.Marshal(it.Item)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, base+"/v1/catalog/"+it.SKU, strings.NewReader(string(body)))
 		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return err
@@ -181,26 +207,30 @@ func seedCatalog(ctx context.Context, base string, log *slog.Logger) error {
 	return nil
 }
 
-func printWelcome(w io.Writer, base string, gateways []*url.URL, brokers []string, dsn string) {
+func printWelcome(w io.Writer, base string, gateways []*url.URL, brokers []string, dsn, token string) {
 	gws := make([]string, len(gateways))
 	for i, g := range gateways {
 		gws[i] = g.Host
 	}
 	fmt.Fprintf(w, `
 Answerback is running.
-  web console    %s/
+  web console    %s/#token=%s
   load balancer  %s   (round robin over the gateways %s)
   Kafka          %s
   PostgreSQL     %s
 
-Try it (each reply says which gateway served it in the Answerback-Gateway header):
-  curl -si -X POST %s/v1/orders -H 'Content-Type: application/json' -d '{"id":"order-1","customerId":"alice"}'
-  curl -si -X POST %s/v1/orders/order-1/items -H 'Content-Type: application/json' -d '{"sku":"pear","quantity":2}'
-  curl -s %s/v1/orders/order-1
+Every /v1 request needs a bearer token. This one is for the tenant %q with
+every scope, valid for %s (mint others with: go run ./services/abctl token --tenant T --scopes orders:read):
+  export TOKEN=%s
 
-Downstream, the example service salesdaily keeps daily sales per SKU from the events:
-  psql '%s' -c 'SELECT * FROM daily_sales'
+Try it (each reply says which gateway served it in the Answerback-Gateway header):
+  curl -si -X POST %s/v1/orders -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"id":"order-1","customerId":"alice"}'
+  curl -si -X POST %s/v1/orders/order-1/items -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"sku":"pear","quantity":2}'
+  curl -s %s/v1/orders/order-1 -H "Authorization: Bearer $TOKEN"
+
+Downstream, the example service salesdaily keeps daily sales per tenant and SKU from the events:
+  psql '%s' -c "SELECT * FROM daily_sales WHERE tenant = 'demo'"
 
 Press Ctrl-C to stop.
-`, base, base, strings.Join(gws, ", "), strings.Join(brokers, ","), dsn, base, base, base, dsn)
+`, base, token, base, strings.Join(gws, ", "), strings.Join(brokers, ","), dsn, demoTenant, devTokenTTL, token, base, base, base, dsn)
 }

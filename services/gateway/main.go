@@ -6,6 +6,13 @@
 // "<host>-<random>": each instance has a reply topic of its own), REPLY_WAIT, RATE_LIMIT,
 // METRICS_ADDR (Prometheus metrics at /metrics; default off).
 //
+// Authentication (required): AUTH_JWKS_FILE or AUTH_JWKS_URL (the issuer's
+// public keys), AUTH_ISSUER, AUTH_AUDIENCE; optional AUTH_ALGORITHMS
+// (comma-separated allow-list), AUTH_TENANT_CLAIM (default "tenant").
+//
+// Kafka TLS and SASL: KAFKA_TLS*, KAFKA_SASL_* (see service.KafkaSecurityConfig);
+// PostgreSQL TLS: sslmode, sslrootcert, sslcert and sslkey in DATABASE_URL.
+//
 // On SIGTERM it stops accepting connections, lets in-flight requests finish,
 // and deletes its reply topic; a second signal exits at once.
 package main
@@ -24,6 +31,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/answerback/answerback/libs/pipeline/service"
+	"github.com/answerback/answerback/services/gateway/auth"
 	"github.com/answerback/answerback/services/gateway/server"
 )
 
@@ -37,24 +45,52 @@ func main() {
 	wait := f.Duration("reply-wait", "REPLY_WAIT", 5*time.Second, "how long a request waits for its reply before answering 202")
 	rate := f.Int("rate-limit", "RATE_LIMIT", 2000, "most /v1 requests a second per tenant on this gateway; past it 429 (negative: no limit)")
 	metrics := f.Metrics()
+	authConfig := authFlags(f)
+	kafkaSecurity := f.KafkaSecurity(log)
 	f.ParseOrExit(os.Args[1:])
+	kafkaOpts, err := kafkaSecurity()
+	if err != nil {
+		log.Error("Kafka security misconfigured", "err", err)
+		os.Exit(2)
+	}
 	brokers, prefix := kafka()
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
+	defer service.Tracing(ctx, "answerback-gateway", log)()
 	waitMetrics, err := service.ServeMetrics(ctx, metrics(), log)
 	if err != nil {
 		log.Error("metrics address unusable", "err", err)
 		os.Exit(2)
 	}
 	defer func() { cancel(); waitMetrics() }() // the server stops when ctx ends
-	if err := run(ctx, brokers, *dsn, prefix, *addr, *instance, *wait, *rate, log); err != nil {
+	verifier, err := auth.New(ctx, authConfig())
+	if err != nil {
+		log.Error("authentication not configured: set AUTH_JWKS_FILE or AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE", "err", err)
+		os.Exit(2)
+	}
+	defer verifier.Close()
+	if err := run(ctx, brokers, *dsn, prefix, *addr, *instance, *wait, *rate, verifier, kafkaOpts, log); err != nil {
 		log.Error("gateway failed", "err", err)
 		os.Exit(1)
 	}
 	log.Info("gateway stopped")
 }
 
-func run(ctx context.Context, brokers []string, dsn, prefix, addr, instance string, wait time.Duration, rate int, log *slog.Logger) error {
+// authFlags defines the token verifier's settings; call the result after parsing.
+func authFlags(f service.Flags) func() auth.Config {
+	file := f.String("auth-jwks-file", "AUTH_JWKS_FILE", "", "JSON Web Key Set file of the token issuer's public keys (re-read when a token names an unknown key)")
+	url := f.String("auth-jwks-url", "AUTH_JWKS_URL", "", "JSON Web Key Set URL of the token issuer (fetched at start, refreshed)")
+	issuer := f.String("auth-issuer", "AUTH_ISSUER", "", "required iss of tokens")
+	audience := f.String("auth-audience", "AUTH_AUDIENCE", "", "required aud of tokens")
+	algs := f.String("auth-algorithms", "AUTH_ALGORITHMS", strings.Join(auth.DefaultAlgorithms, ","), "allowed signature algorithms (asymmetric only)")
+	claim := f.String("auth-tenant-claim", "AUTH_TENANT_CLAIM", "tenant", "the claim that names the tenant")
+	return func() auth.Config {
+		return auth.Config{JWKSFile: *file, JWKSURL: *url, Issuer: *issuer, Audience: *audience,
+			Algorithms: service.List(*algs), TenantClaim: *claim}
+	}
+}
+
+func run(ctx context.Context, brokers []string, dsn, prefix, addr, instance string, wait time.Duration, rate int, verifier *auth.Verifier, kafkaOpts []kgo.Opt, log *slog.Logger) error {
 	poolCfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return err
@@ -71,8 +107,8 @@ func run(ctx context.Context, brokers []string, dsn, prefix, addr, instance stri
 	defer pool.Close()
 	gw, err := server.New(ctx, server.Config{
 		InstanceID: instance, Brokers: brokers, TopicPrefix: prefix, Pool: pool,
-		DefaultWait: wait, MaxWait: max(wait, 30*time.Second), RateLimit: rate, Logger: log,
-		ClientOpts: []kgo.Opt{service.KafkaClientLogger("gateway")},
+		DefaultWait: wait, MaxWait: max(wait, 30*time.Second), RateLimit: rate, Auth: verifier, Logger: log,
+		ClientOpts: append([]kgo.Opt{service.KafkaClientLogger("gateway")}, kafkaOpts...),
 	})
 	if err != nil {
 		return err

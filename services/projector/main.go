@@ -33,6 +33,7 @@ func main() {
 	}
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
+	defer service.Tracing(ctx, "answerback-projector", log)()
 	waitMetrics, err := service.ServeMetrics(ctx, metrics(), log)
 	if err != nil {
 		log.Error("metrics address unusable", "err", err)

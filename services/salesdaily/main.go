@@ -1,7 +1,7 @@
 // Command salesdaily is an example downstream service: it consumes
 // orders.events and catalog.events on its own consumer group
-// (<prefix>sales-daily) and keeps daily sales per SKU in PostgreSQL
-// (daily_sales), exactly once, restartable at any moment.
+// (<prefix>sales-daily) and keeps daily sales per tenant and SKU in
+// PostgreSQL (daily_sales), exactly once, restartable at any moment.
 //
 // Configuration (environment, flags override): KAFKA_BROKERS, TOPIC_PREFIX,
 // DATABASE_URL, DLQ_TOPIC (optional: where records that are not valid events
@@ -37,6 +37,7 @@ func main() {
 	}
 	ctx, cancel := service.SignalContext(log)
 	defer cancel()
+	defer service.Tracing(ctx, "answerback-salesdaily", log)()
 	pool, err := pgxpool.New(ctx, *dsn)
 	if err != nil {
 		log.Error("bad DATABASE_URL", "err", err)

@@ -56,6 +56,12 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 			all[i].Stop()
 		}
 	}
+	// The gateways verify the bench's development tokens (one key for every
+	// deployment of the run).
+	authEnv, token, err := gatewayAuth(filepath.Join(e.dir, "auth"))
+	if err != nil {
+		return nil, fmt.Errorf("the gateways' development key: %w", err)
+	}
 	var gateways []string
 	for i := 1; i <= l.instances; i++ {
 		newProc(fmt.Sprintf("projector-%d", i))
@@ -68,7 +74,7 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		gateways = append(gateways, addr)
-		newProc(fmt.Sprintf("gateway-%d", i), "HTTP_ADDR="+addr, fmt.Sprintf("INSTANCE_ID=bench-gw%d", i), "REPLY_WAIT=10s")
+		newProc(fmt.Sprintf("gateway-%d", i), append([]string{"HTTP_ADDR=" + addr, fmt.Sprintf("INSTANCE_ID=bench-gw%d", i), "REPLY_WAIT=10s"}, authEnv...)...)
 	}
 	for _, p := range all {
 		if err := p.Start(); err != nil {
@@ -81,7 +87,7 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 		stopAll()
 		return nil, err
 	}
-	sys := &system{name: nameAnswerback, url: lb.URL(), stop: func() { _ = lb.Close(); stopAll() },
+	sys := &system{name: nameAnswerback, url: lb.URL(), token: token, stop: func() { _ = lb.Close(); stopAll() },
 		pprofAddrs: pprofAddrs, pgDatabase: l.database, pgPid: e.pg.Pid,
 		stageSource: &stageSource{brokers: e.brokers, replyTopics: []string{topics.ReplyTopic("", "bench-gw1"), topics.ReplyTopic("", "bench-gw2")}}}
 	sys.pids = func() map[string]int {
@@ -91,8 +97,8 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 		}
 		return m
 	}
-	sys.createOrder = createOrderAt(sys.url)
-	if err := seedCatalog(ctx, sys.url); err != nil {
+	sys.createOrder = createOrderAt(sys.url, sys.token)
+	if err := seedCatalog(ctx, sys.url, sys.token); err != nil {
 		sys.stop()
 		return nil, fmt.Errorf("seeding the catalog (logs in %s): %w", e.dir, err)
 	}
@@ -100,8 +106,8 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 	return sys, nil
 }
 
-// createOrderAt creates orders through the API at base.
-func createOrderAt(base string) func(ctx context.Context, id string) error {
+// createOrderAt creates orders through the API at base, with token.
+func createOrderAt(base, token string) func(ctx context.Context, id string) error {
 	return func(ctx context.Context, id string) error {
 		body, _ := json.Marshal(map[string]any{"id": id, "customerId": "bench"})
 		return retrying(ctx, func() error {
@@ -111,13 +117,15 @@ func createOrderAt(base string) func(ctx context.Context, id string) error {
 			}
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Idempotency-Key", "create-"+id) // a retry after a 503 creates nothing twice
+			authorize(req, token)
 			return do(req, http.StatusCreated)
 		})
 	}
 }
 
-// seedCatalog puts skuCount items on sale through the API at base.
-func seedCatalog(ctx context.Context, base string) error {
+// seedCatalog puts skuCount items on sale through the API at base, with
+// token: in the catalog of the token's tenant, the one the orders use.
+func seedCatalog(ctx context.Context, base, token string) error {
 	for i := range skuCount {
 		body, _ := json.Marshal(map[string]any{"name": "Item " + skuName(i), "unitPrice": 100 + i, "stock": 1_000_000_000, "maxPerOrder": 1000, "active": true})
 		err := retrying(ctx, func() error {
@@ -127,6 +135,7 @@ func seedCatalog(ctx context.Context, base string) error {
 			}
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Idempotency-Key", "seed-"+skuName(i))
+			authorize(req, token)
 			return do(req, http.StatusOK)
 		})
 		if err != nil {

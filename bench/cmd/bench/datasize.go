@@ -58,19 +58,25 @@ func measureOrders(ctx context.Context, pool *pgxpool.Pool, orders int, catalogS
 	}
 	started := time.Now()
 	// Lines name sku-0000000..sku-0000009, on sale in every catalog size.
-	for _, q := range []string{
-		`INSERT INTO catalog_items SELECT 'sku-' || lpad(i::text, 7, '0'), 'Item ' || i, 100 + i, 'EUR', 1000000000, 1000, true, 1 FROM generate_series(0, 9) i`,
-		`INSERT INTO orders SELECT 'o' || i, 'c', 'EUR', CASE WHEN i % 2 = 0 THEN 'submitted' ELSE 'open' END, 4, now() FROM generate_series(1, $1::int) i`,
-		`INSERT INTO order_lines SELECT 'o' || i, 'sku-' || lpad(((i + k) % 10)::text, 7, '0'), 1 + k FROM generate_series(1, $1::int) i, generate_series(0, 2) k`,
+	// Every row is the bench's tenant's, the one the reply query reads.
+	tenant := benchTenant
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO catalog_items (tenant, sku, name, unit_price, currency, stock, max_per_order, active, version)
+			SELECT $1, 'sku-' || lpad(i::text, 7, '0'), 'Item ' || i, 100 + i, 'EUR', 1000000000, 1000, true, 1 FROM generate_series(0, 9) i`, []any{tenant}},
+		{`INSERT INTO orders (tenant, id, customer_id, currency, status, version, updated_at)
+			SELECT $1, 'o' || i, 'c', 'EUR', CASE WHEN i % 2 = 0 THEN 'submitted' ELSE 'open' END, 4, now() FROM generate_series(1, $2::int) i`, []any{tenant, orders}},
+		{`INSERT INTO order_lines (tenant, order_id, sku, quantity)
+			SELECT $1, 'o' || i, 'sku-' || lpad(((i + k) % 10)::text, 7, '0'), 1 + k FROM generate_series(1, $2::int) i, generate_series(0, 2) k`, []any{tenant, orders}},
 		// What the projector keeps as orders are submitted (view.ApplyOrderEvent).
-		`INSERT INTO sku_reservations SELECT l.sku, sum(l.quantity) FROM order_lines l JOIN orders o ON o.id = l.order_id WHERE o.status = 'submitted' GROUP BY l.sku`,
-		`ANALYZE`,
+		{`INSERT INTO sku_reservations (tenant, sku, quantity)
+			SELECT $1, l.sku, sum(l.quantity) FROM order_lines l JOIN orders o ON o.tenant = l.tenant AND o.id = l.order_id
+			WHERE o.tenant = $1 AND o.status = 'submitted' GROUP BY l.sku`, []any{tenant}},
+		{`ANALYZE`, nil},
 	} {
-		args := []any{}
-		if strings.Contains(q, "$1") {
-			args = append(args, orders)
-		}
-		if _, err := pool.Exec(ctx, q, args...); err != nil {
+		if _, err := pool.Exec(ctx, q.sql, q.args...); err != nil {
 			return nil, fmt.Errorf("filling the view: %w", err)
 		}
 	}
@@ -81,10 +87,11 @@ func measureOrders(ctx context.Context, pool *pgxpool.Pool, orders int, catalogS
 	}
 	var out []dataPoint
 	for _, size := range catalogSizes {
-		if _, err := pool.Exec(ctx, `DELETE FROM catalog_items WHERE sku >= 'sku-0000010'`); err != nil {
+		if _, err := pool.Exec(ctx, `DELETE FROM catalog_items WHERE tenant = $1 AND sku >= 'sku-0000010'`, tenant); err != nil {
 			return nil, err
 		}
-		if _, err := pool.Exec(ctx, `INSERT INTO catalog_items SELECT 'sku-' || lpad(i::text, 7, '0'), 'Item ' || i, 100 + i, 'EUR', 1000000000, 1000, true, 1 FROM generate_series(10, $1::int - 1) i`, size); err != nil {
+		if _, err := pool.Exec(ctx, `INSERT INTO catalog_items (tenant, sku, name, unit_price, currency, stock, max_per_order, active, version)
+			SELECT $1, 'sku-' || lpad(i::text, 7, '0'), 'Item ' || i, 100 + i, 'EUR', 1000000000, 1000, true, 1 FROM generate_series(10, $2::int - 1) i`, tenant, size); err != nil {
 			return nil, err
 		}
 		if _, err := pool.Exec(ctx, `ANALYZE catalog_items`); err != nil {
@@ -95,7 +102,7 @@ func measureOrders(ctx context.Context, pool *pgxpool.Pool, orders int, catalogS
 		for s := range samples {
 			id := fmt.Sprintf("o%d", 1+2*((s*7919)%(orders/2))) // odd: open orders, spread over the view
 			t := time.Now()
-			body, err := view.OrderReply(ctx, pool, "bench", id)
+			body, err := view.OrderReply(ctx, pool, tenant, "bench", id)
 			if err != nil {
 				return nil, err
 			}

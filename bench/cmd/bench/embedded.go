@@ -43,8 +43,9 @@ func startEmbedded(ctx context.Context, e *env, cfg config, log *slog.Logger) (*
 		return nil, err
 	}
 	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", ports[i]) }
+	dataDir := filepath.Join(e.dir, "devstack")
 	p := &procs.Proc{Name: "devstack", Bin: bin, Log: filepath.Join(e.dir, "devstack.log"), Env: []string{
-		"ANSWERBACK_DATA_DIR=" + filepath.Join(e.dir, "devstack"),
+		"ANSWERBACK_DATA_DIR=" + dataDir,
 		"ANSWERBACK_EMBEDDED_KAFKA_ADDR=" + addr(0),
 		"DATABASE_URL=" + dsn,
 		"HTTP_ADDR=" + addr(1),
@@ -56,10 +57,18 @@ func startEmbedded(ctx context.Context, e *env, cfg config, log *slog.Logger) (*
 		return nil, err
 	}
 	url := "http://" + addr(1)
-	sys := &system{name: nameEmbedded, url: url, stop: p.Stop, createOrder: createOrderAt(url),
+	// Its gateways verify tokens of the development key it makes in its
+	// data folder (its own sample catalog belongs to tenant "demo"; the
+	// bench's, seeded below, to the bench's tenant).
+	token, err := devstackToken(ctx, url, dataDir)
+	if err != nil {
+		p.Stop()
+		return nil, fmt.Errorf("%w; the end of its log:\n%s", err, tail(p.Log, 20))
+	}
+	sys := &system{name: nameEmbedded, url: url, token: token, stop: p.Stop, createOrder: createOrderAt(url, token),
 		stageSource: &stageSource{brokers: []string{addr(0)}, replyTopics: []string{topics.ReplyTopic("", "devstack-gw1"), topics.ReplyTopic("", "devstack-gw2")}}}
 	sys.pids = func() map[string]int { return map[string]int{"devstack": p.Pid()} }
-	if err := seedCatalog(ctx, url); err != nil {
+	if err := seedCatalog(ctx, url, token); err != nil {
 		p.Stop()
 		return nil, fmt.Errorf("seeding the embedded default's catalog: %w; the end of its log:\n%s", err, tail(p.Log, 20))
 	}

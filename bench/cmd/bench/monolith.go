@@ -60,9 +60,9 @@ func startMonolithFloor(ctx context.Context, e *env, log *slog.Logger) (*system,
 	}}
 	sys.createOrder = func(ctx context.Context, id string) error {
 		body, _ := json.Marshal(map[string]any{"id": id, "customerId": "bench"})
-		return post(ctx, sys.url+"/v1/orders", body, http.StatusCreated)
+		return post(ctx, sys.url+"/v1/orders", sys.token, body, http.StatusCreated)
 	}
-	if err := seedCatalog(ctx, sys.url); err != nil {
+	if err := seedCatalog(ctx, sys.url, sys.token); err != nil {
 		sys.stop()
 		return nil, err
 	}
@@ -107,7 +107,7 @@ func (m *monolith) decide(ctx context.Context, commandType, id string, data []by
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return nil, 0, err
 	}
-	cmd := envelope.Command{Meta: envelope.Meta{CommandID: uuid.NewString(), AggregateID: id, Tenant: "default", ExpectedVersion: envelope.NoVersion}, Type: commandType, Data: data}
+	cmd := envelope.Command{Meta: envelope.Meta{CommandID: uuid.NewString(), AggregateID: id, Tenant: benchTenant, ExpectedVersion: envelope.NoVersion}, Type: commandType, Data: data}
 	isOrder := commandType != catalog.CommandUpsert
 	var decision aggregate.Decision
 	var orderState *orders.Order
@@ -123,7 +123,7 @@ func (m *monolith) decide(ctx context.Context, commandType, id string, data []by
 			// As the gateway does: an unknown SKU is refused from the catalog view.
 			var add orders.AddItem
 			_ = json.Unmarshal(data, &add)
-			if ok, err := view.CatalogItemExists(ctx, tx, add.SKU); err != nil || !ok {
+			if ok, err := view.CatalogItemExists(ctx, tx, cmd.Tenant, add.SKU); err != nil || !ok {
 				return problemBody(cmd, "unknown-sku"), http.StatusUnprocessableEntity, err
 			}
 		}
@@ -171,9 +171,9 @@ func (m *monolith) decide(ctx context.Context, commandType, id string, data []by
 	}
 	var reply json.RawMessage
 	if isOrder {
-		reply, err = view.OrderReply(ctx, tx, cmd.CommandID, id)
+		reply, err = view.OrderReply(ctx, tx, cmd.Tenant, cmd.CommandID, id)
 	} else {
-		reply, err = view.CatalogReply(ctx, tx, cmd.CommandID, id)
+		reply, err = view.CatalogReply(ctx, tx, cmd.Tenant, cmd.CommandID, id)
 	}
 	if err != nil {
 		return nil, 0, err

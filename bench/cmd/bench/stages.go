@@ -56,6 +56,7 @@ func probeStages(ctx context.Context, sys *system, n int) (stageProbe, error) {
 			return stageProbe{}, err
 		}
 		req.Header.Set("Content-Type", "application/json")
+		authorize(req, sys.token)
 		sent := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {

@@ -24,6 +24,10 @@ import (
 type system struct {
 	name string
 	url  string
+	// token is the bearer token every request to the system carries: an
+	// Answerback gateway's, for the bench's tenant; "" for the systems that
+	// check none.
+	token string
 	// createOrder makes an order ready for add-item commands.
 	createOrder func(ctx context.Context, id string) error
 	stop        func()
@@ -138,16 +142,18 @@ func addItem(sys *system, orders []string, offset int) func(ctx context.Context,
 		n := offset + i
 		order := orders[n%len(orders)]
 		body, _ := json.Marshal(map[string]any{"sku": skuName((n / len(orders)) % skuCount), "quantity": 1})
-		return post(ctx, sys.url+"/v1/orders/"+order+"/items", body, http.StatusOK)
+		return post(ctx, sys.url+"/v1/orders/"+order+"/items", sys.token, body, http.StatusOK)
 	}
 }
 
-func post(ctx context.Context, url string, body []byte, want int) error {
+// post sends body to url with token (if any) and wants status want.
+func post(ctx context.Context, url, token string, body []byte, want int) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	authorize(req, token)
 	return do(req, want)
 }
 

@@ -346,10 +346,10 @@ func startWatermillPeer(ctx context.Context, e *env, log *slog.Logger) (*system,
 	sys := &system{name: nameWatermill, url: url, stop: closeAll}
 	sys.createOrder = func(ctx context.Context, id string) error { // as the monolith floor's: no Idempotency-Key here to make a retry safe
 		body, _ := json.Marshal(map[string]any{"id": id, "customerId": "bench"})
-		return post(ctx, url+"/v1/orders", body, http.StatusCreated)
+		return post(ctx, url+"/v1/orders", sys.token, body, http.StatusCreated)
 	}
 	// The consumer groups join in the background: seeding waits for them.
-	if err := seedCatalog(ctx, url); err != nil {
+	if err := seedCatalog(ctx, url, sys.token); err != nil {
 		return fail(fmt.Errorf("seeding the Watermill peer's catalog: %w", err))
 	}
 	log.Info("Watermill peer up", "url", url)
@@ -412,7 +412,7 @@ type wmDomain struct {
 	// rejection.
 	decide  func(state []byte, version int64, cmd envelope.Command, now time.Time) ([]envelope.Event, *envelope.Problem, []byte, error)
 	apply   func(context.Context, view.Querier, envelope.Event) error
-	reply   func(ctx context.Context, q view.Querier, commandID, id string) (json.RawMessage, error)
+	reply   func(ctx context.Context, q view.Querier, tenant, commandID, id string) (json.RawMessage, error)
 	command func(envelope.Command) any // on the command bus
 	event   func(envelope.Event) any   // on the event bus
 }
@@ -507,13 +507,13 @@ func (p *wmPeer) handle(d *wmDomain, commandType string, idOf func(*http.Request
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		cmd := envelope.Command{Meta: envelope.Meta{CommandID: uuid.NewString(), AggregateID: idOf(r, body), Tenant: "default",
+		cmd := envelope.Command{Meta: envelope.Meta{CommandID: uuid.NewString(), AggregateID: idOf(r, body), Tenant: benchTenant,
 			ReplyTo: wmReplyTopic, Deadline: time.Now().Add(wmReplyWait), ExpectedVersion: envelope.NoVersion}, Type: commandType, Data: body}
 		if commandType == orders.CommandAddItem {
 			// As the gateway does: an unknown SKU is refused from the catalog view.
 			var add orders.AddItem
 			_ = json.Unmarshal(body, &add)
-			ok, err := view.CatalogItemExists(r.Context(), p.pool, add.SKU)
+			ok, err := view.CatalogItemExists(r.Context(), p.pool, cmd.Tenant, add.SKU)
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
 				return
@@ -646,7 +646,7 @@ func (p *wmPeer) project(ctx context.Context, d *wmDomain, ev envelope.Event) er
 	wantsReply := ev.LastOfCommand() && ev.WantsReply(time.Now())
 	var body json.RawMessage
 	if wantsReply {
-		if body, err = d.reply(ctx, tx, ev.CommandID, ev.AggregateID); err != nil {
+		if body, err = d.reply(ctx, tx, ev.Tenant, ev.CommandID, ev.AggregateID); err != nil {
 			return err
 		}
 	}

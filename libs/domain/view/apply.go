@@ -11,13 +11,17 @@ import (
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 )
 
-// ApplyCatalogEvent projects one catalog event into catalog_items. It is
+// ApplyCatalogEvent projects one catalog event into its tenant's
+// catalog_items (an event without a tenant is ErrBadEvent). It is
 // idempotent by version: when the item's stored version is ev.Version or
 // more, the event was applied already and nothing changes; otherwise the
 // item is upserted with version = ev.Version. An unknown event type is an
 // error wrapping ErrUnknownEvent; malformed data, one wrapping ErrBadEvent.
 // It runs a single statement, so it is atomic even on a pool.
 func ApplyCatalogEvent(ctx context.Context, q Querier, ev envelope.Event) error {
+	if ev.Tenant == "" {
+		return fmt.Errorf("%w: event %s has no tenant", ErrBadEvent, ev.ID())
+	}
 	if ev.Type != catalog.EventItemUpserted {
 		return fmt.Errorf("%w: %q (event %s)", ErrUnknownEvent, ev.Type, ev.ID())
 	}
@@ -32,21 +36,22 @@ func ApplyCatalogEvent(ctx context.Context, q Querier, ev envelope.Event) error 
 		return fmt.Errorf("%w: event %s: sku %q is not the aggregate ID", ErrBadEvent, ev.ID(), it.SKU)
 	}
 	_, err := q.Exec(ctx, `
-		INSERT INTO catalog_items AS c (sku, name, unit_price, currency, stock, max_per_order, active, version)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-		ON CONFLICT (sku) DO UPDATE SET
+		INSERT INTO catalog_items AS c (tenant, sku, name, unit_price, currency, stock, max_per_order, active, version)
+		VALUES ($9, $1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (tenant, sku) DO UPDATE SET
 			name = excluded.name, unit_price = excluded.unit_price, currency = excluded.currency,
 			stock = excluded.stock, max_per_order = excluded.max_per_order, active = excluded.active,
 			version = excluded.version
 		WHERE c.version < excluded.version`,
-		it.SKU, it.Name, it.UnitPrice, it.Currency, it.Stock, it.MaxPerOrder, it.Active, ev.Version)
+		it.SKU, it.Name, it.UnitPrice, it.Currency, it.Stock, it.MaxPerOrder, it.Active, ev.Version, ev.Tenant)
 	if err != nil {
 		return fmt.Errorf("view: apply %s: %w", ev.ID(), err)
 	}
 	return nil
 }
 
-// ApplyOrderEvent projects one order event into orders and order_lines. It
+// ApplyOrderEvent projects one order event into its tenant's orders and
+// order_lines (an event without a tenant is ErrBadEvent). It
 // is idempotent by version: when the order's stored version is ev.Version or
 // more, the event was applied already and nothing changes; otherwise the
 // event is applied and the order's version set to ev.Version, updated_at to
@@ -56,16 +61,20 @@ func ApplyCatalogEvent(ctx context.Context, q Querier, ev envelope.Event) error 
 // orders.EventCreated for an order the view does not have (its creation was
 // never applied), one wrapping ErrNotFound.
 func ApplyOrderEvent(ctx context.Context, q Querier, ev envelope.Event) error {
+	if ev.Tenant == "" {
+		return fmt.Errorf("%w: event %s has no tenant", ErrBadEvent, ev.ID())
+	}
 	var at *time.Time
 	if !ev.Time.IsZero() {
 		at = &ev.Time
 	}
 	var (
 		sql  string
-		args = []any{ev.AggregateID, ev.Version, at}
+		args = []any{ev.AggregateID, ev.Version, at, ev.Tenant}
 	)
 	// Every statement but the creation's returns one row (the count of
 	// orders it changed, 0 or 1) with the order's version check in its CTE.
+	// Every row is the tenant's ($4): two tenants' orders never meet.
 	switch ev.Type {
 	case orders.EventCreated:
 		var c orders.Created
@@ -76,13 +85,13 @@ func ApplyOrderEvent(ctx context.Context, q Querier, ev envelope.Event) error {
 			return fmt.Errorf("%w: event %s: orderId %q is not the aggregate ID", ErrBadEvent, ev.ID(), c.OrderID)
 		}
 		_, err := q.Exec(ctx, `
-			INSERT INTO orders AS o (id, customer_id, currency, status, version, updated_at)
-			VALUES ($1, $4, $5, 'open', $2, coalesce($3, now()))
-			ON CONFLICT (id) DO UPDATE SET
+			INSERT INTO orders AS o (tenant, id, customer_id, currency, status, version, updated_at)
+			VALUES ($4, $1, $5, $6, 'open', $2, coalesce($3, now()))
+			ON CONFLICT (tenant, id) DO UPDATE SET
 				customer_id = excluded.customer_id, currency = excluded.currency,
 				status = excluded.status, version = excluded.version, updated_at = excluded.updated_at
 			WHERE o.version < excluded.version`,
-			ev.AggregateID, ev.Version, at, c.CustomerID, c.Currency)
+			ev.AggregateID, ev.Version, at, ev.Tenant, c.CustomerID, c.Currency)
 		if err != nil {
 			return fmt.Errorf("view: apply %s: %w", ev.ID(), err)
 		}
@@ -98,9 +107,9 @@ func ApplyOrderEvent(ctx context.Context, q Querier, ev envelope.Event) error {
 		sql = `
 			WITH o AS (` + bumpOrder + `),
 			l AS (
-				INSERT INTO order_lines AS l (order_id, sku, quantity)
-				SELECT id, $4, $5 FROM o
-				ON CONFLICT (order_id, sku) DO UPDATE SET quantity = l.quantity + excluded.quantity
+				INSERT INTO order_lines AS l (tenant, order_id, sku, quantity)
+				SELECT $4, id, $5, $6 FROM o
+				ON CONFLICT (tenant, order_id, sku) DO UPDATE SET quantity = l.quantity + excluded.quantity
 			)
 			SELECT count(*) FROM o`
 		args = append(args, a.SKU, a.Quantity)
@@ -114,7 +123,7 @@ func ApplyOrderEvent(ctx context.Context, q Querier, ev envelope.Event) error {
 		}
 		sql = `
 			WITH o AS (` + bumpOrder + `),
-			l AS (DELETE FROM order_lines l USING o WHERE l.order_id = o.id AND l.sku = $4)
+			l AS (DELETE FROM order_lines l USING o WHERE l.tenant = $4 AND l.order_id = o.id AND l.sku = $5)
 			SELECT count(*) FROM o`
 		args = append(args, r.SKU)
 	case orders.EventSubmitted, orders.EventCancelled:
@@ -130,16 +139,16 @@ func ApplyOrderEvent(ctx context.Context, q Querier, ev envelope.Event) error {
 		// projectors submitting orders at once lock the rows in one order).
 		sql = `
 			WITH o AS (
-				UPDATE orders SET status = $4, version = $2, updated_at = coalesce($3, now())
-				WHERE id = $1 AND version < $2
+				UPDATE orders SET status = $5, version = $2, updated_at = coalesce($3, now())
+				WHERE tenant = $4 AND id = $1 AND version < $2
 				RETURNING id
 			),
 			r AS (
-				INSERT INTO sku_reservations AS r (sku, quantity)
-				SELECT l.sku, l.quantity FROM order_lines l JOIN o ON l.order_id = o.id
-				WHERE $4 = '` + orders.StatusSubmitted + `'
+				INSERT INTO sku_reservations AS r (tenant, sku, quantity)
+				SELECT $4, l.sku, l.quantity FROM order_lines l JOIN o ON l.tenant = $4 AND l.order_id = o.id
+				WHERE $5 = '` + orders.StatusSubmitted + `'
 				ORDER BY l.sku
-				ON CONFLICT (sku) DO UPDATE SET quantity = r.quantity + excluded.quantity
+				ON CONFLICT (tenant, sku) DO UPDATE SET quantity = r.quantity + excluded.quantity
 			)
 			SELECT count(*) FROM o`
 		args = append(args, status)
@@ -155,7 +164,7 @@ func ApplyOrderEvent(ctx context.Context, q Querier, ev envelope.Event) error {
 	}
 	// Nothing changed: a duplicate delivery, or an order the view lacks.
 	var exists bool
-	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM orders WHERE id = $1)", ev.AggregateID).Scan(&exists); err != nil {
+	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM orders WHERE tenant = $1 AND id = $2)", ev.Tenant, ev.AggregateID).Scan(&exists); err != nil {
 		return fmt.Errorf("view: apply %s: %w", ev.ID(), err)
 	}
 	if !exists {
@@ -164,11 +173,11 @@ func ApplyOrderEvent(ctx context.Context, q Querier, ev envelope.Event) error {
 	return nil
 }
 
-// bumpOrder sets the order's version ($2) and updated_at ($3) unless the
+// bumpOrder sets the tenant's ($4) order's version ($2) and updated_at ($3) unless the
 // event ($2) was applied already; it returns the order's id when it did.
 const bumpOrder = `
 	UPDATE orders SET version = $2, updated_at = coalesce($3, now())
-	WHERE id = $1 AND version < $2
+	WHERE tenant = $4 AND id = $1 AND version < $2
 	RETURNING id`
 
 func unmarshal(ev envelope.Event, v any) error {

@@ -5,6 +5,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"math"
 	"path"
 	"slices"
 	"strconv"
@@ -34,11 +35,19 @@ type migration struct {
 // processes starting at once) are serialized by a transaction-scoped advisory
 // lock, so each migration runs exactly once. Calling it again is a no-op.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return migrateUpTo(ctx, pool, math.MaxInt)
+}
+
+// migrateUpTo is Migrate stopping after version last (tests of a migration).
+func migrateUpTo(ctx context.Context, pool *pgxpool.Pool, last int) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
 	}
 	for _, m := range ms {
+		if m.version > last {
+			break
+		}
 		if err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return apply(ctx, tx, m) }); err != nil {
 			return fmt.Errorf("view: migration %s: %w", m.name, err)
 		}

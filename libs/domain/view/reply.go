@@ -95,8 +95,8 @@ type CatalogList struct {
 // OrderReply derives the reply to command commandID from the order's state
 // in the view: an OrderReplyBody as JSON. It returns an error wrapping
 // ErrNotFound when the order is not in the view.
-func OrderReply(ctx context.Context, q Querier, commandID, orderID string) (json.RawMessage, error) {
-	body, err := readOrder(ctx, q, orderID)
+func OrderReply(ctx context.Context, q Querier, tenant, commandID, orderID string) (json.RawMessage, error) {
+	body, err := readOrder(ctx, q, tenant, orderID)
 	if err != nil {
 		return nil, err
 	}
@@ -105,8 +105,8 @@ func OrderReply(ctx context.Context, q Querier, commandID, orderID string) (json
 
 // GetOrder returns the order as an OrderBody in JSON, and its version. It
 // returns an error wrapping ErrNotFound when the order is not in the view.
-func GetOrder(ctx context.Context, q Querier, orderID string) (json.RawMessage, int64, error) {
-	body, err := readOrder(ctx, q, orderID)
+func GetOrder(ctx context.Context, q Querier, tenant, orderID string) (json.RawMessage, int64, error) {
+	body, err := readOrder(ctx, q, tenant, orderID)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -117,11 +117,11 @@ func GetOrder(ctx context.Context, q Querier, orderID string) (json.RawMessage, 
 // CatalogReply derives the reply to command commandID from the item's state
 // in the view: a CatalogReplyBody as JSON. It returns an error wrapping
 // ErrNotFound when the item is not in the view.
-func CatalogReply(ctx context.Context, q Querier, commandID, sku string) (json.RawMessage, error) {
+func CatalogReply(ctx context.Context, q Querier, tenant, commandID, sku string) (json.RawMessage, error) {
 	body := CatalogReplyBody{CommandID: commandID, SKU: sku}
 	err := q.QueryRow(ctx, `
 		SELECT `+itemColumns+`, version
-		FROM catalog_items WHERE sku = $1`, sku).Scan(append(itemFields(&body.Item), &body.Version)...)
+		FROM catalog_items WHERE tenant = $1 AND sku = $2`, tenant, sku).Scan(append(itemFields(&body.Item), &body.Version)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: catalog item %q", ErrNotFound, sku)
 	}
@@ -133,8 +133,8 @@ func CatalogReply(ctx context.Context, q Querier, commandID, sku string) (json.R
 
 // ListCatalog returns every catalog item, active or not, sorted by SKU: a
 // CatalogList as JSON.
-func ListCatalog(ctx context.Context, q Querier) (json.RawMessage, error) {
-	rows, err := q.Query(ctx, `SELECT `+itemColumns+` FROM catalog_items ORDER BY sku`)
+func ListCatalog(ctx context.Context, q Querier, tenant string) (json.RawMessage, error) {
+	rows, err := q.Query(ctx, `SELECT `+itemColumns+` FROM catalog_items WHERE tenant = $1 ORDER BY sku`, tenant)
 	if err != nil {
 		return nil, fmt.Errorf("view: list catalog: %w", err)
 	}
@@ -150,9 +150,9 @@ func ListCatalog(ctx context.Context, q Querier) (json.RawMessage, error) {
 }
 
 // CatalogItemExists reports whether the catalog has an item sku, active or not.
-func CatalogItemExists(ctx context.Context, q Querier, sku string) (bool, error) {
+func CatalogItemExists(ctx context.Context, q Querier, tenant, sku string) (bool, error) {
 	var ok bool
-	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM catalog_items WHERE sku = $1)", sku).Scan(&ok); err != nil {
+	if err := q.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM catalog_items WHERE tenant = $1 AND sku = $2)", tenant, sku).Scan(&ok); err != nil {
 		return false, fmt.Errorf("view: catalog item %q: %w", sku, err)
 	}
 	return ok, nil
@@ -168,14 +168,14 @@ func itemFields(it *catalog.Item) []any {
 // lines and its valid items, in one round trip to PostgreSQL (a pipelined
 // batch; the valid items are read whatever the order's status, and dropped
 // unless it is open).
-func readOrder(ctx context.Context, q Querier, orderID string) (OrderBody, error) {
+func readOrder(ctx context.Context, q Querier, tenant, orderID string) (OrderBody, error) {
 	b := OrderBody{OrderID: orderID, Order: OrderDoc{Lines: []OrderLine{}}, ValidItems: []ValidItem{}}
 	o := &b.Order
 	var found bool
 	batch := &pgx.Batch{}
 	batch.Queue(`
 		SELECT id, customer_id, currency, status, version
-		FROM orders WHERE id = $1`, orderID).QueryRow(func(row pgx.Row) error {
+		FROM orders WHERE tenant = $1 AND id = $2`, tenant, orderID).QueryRow(func(row pgx.Row) error {
 		err := row.Scan(&o.ID, &o.CustomerID, &o.Currency, &o.Status, &b.Version)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
@@ -186,9 +186,9 @@ func readOrder(ctx context.Context, q Querier, orderID string) (OrderBody, error
 	batch.Queue(`
 		SELECT l.sku, coalesce(c.name, ''), coalesce(c.unit_price, 0), l.quantity
 		FROM order_lines l
-		LEFT JOIN catalog_items c ON c.sku = l.sku
-		WHERE l.order_id = $1
-		ORDER BY l.sku`, orderID).Query(func(rows pgx.Rows) error {
+		LEFT JOIN catalog_items c ON c.tenant = l.tenant AND c.sku = l.sku
+		WHERE l.tenant = $1 AND l.order_id = $2
+		ORDER BY l.sku`, tenant, orderID).Query(func(rows pgx.Rows) error {
 		var l OrderLine
 		_, err := pgx.ForEachRow(rows, []any{&l.SKU, &l.Name, &l.UnitPrice, &l.Quantity}, func() error {
 			l.LineTotal = l.UnitPrice * l.Quantity
@@ -199,7 +199,7 @@ func readOrder(ctx context.Context, q Querier, orderID string) (OrderBody, error
 		return err
 	})
 	var more bool
-	queueValidItems(batch, orderID, "", MaxValidItems, func(items []ValidItem, m bool) { b.ValidItems, more = items, m })
+	queueValidItems(batch, tenant, orderID, "", MaxValidItems, func(items []ValidItem, m bool) { b.ValidItems, more = items, m })
 	if err := q.SendBatch(ctx, batch).Close(); err != nil {
 		return b, fmt.Errorf("view: order %q: %w", orderID, err)
 	}
@@ -219,11 +219,11 @@ func readOrder(ctx context.Context, q Querier, orderID string) (OrderBody, error
 // JSON: the pages of an order's valid items when its reply could not list
 // them all (OrderBody.MoreValidItems). An order that is not open has none. It
 // returns an error wrapping ErrNotFound when the order is not in the view.
-func ValidItemsPage(ctx context.Context, q Querier, orderID, after string, limit int) (json.RawMessage, error) {
+func ValidItemsPage(ctx context.Context, q Querier, tenant, orderID, after string, limit int) (json.RawMessage, error) {
 	limit = min(max(limit, 1), MaxValidItems)
 	page := ValidItemsPageBody{OrderID: orderID, ValidItems: []ValidItem{}}
 	var status string
-	err := q.QueryRow(ctx, `SELECT status, version FROM orders WHERE id = $1`, orderID).Scan(&status, &page.Version)
+	err := q.QueryRow(ctx, `SELECT status, version FROM orders WHERE tenant = $1 AND id = $2`, tenant, orderID).Scan(&status, &page.Version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("%w: order %q", ErrNotFound, orderID)
 	}
@@ -232,7 +232,7 @@ func ValidItemsPage(ctx context.Context, q Querier, orderID, after string, limit
 	}
 	if status == orders.StatusOpen {
 		var more bool
-		if page.ValidItems, more, err = validItems(ctx, q, orderID, after, limit); err != nil {
+		if page.ValidItems, more, err = validItems(ctx, q, tenant, orderID, after, limit); err != nil {
 			return nil, err
 		}
 		if more {
@@ -244,13 +244,13 @@ func ValidItemsPage(ctx context.Context, q Querier, orderID, after string, limit
 
 // validItems returns the first limit valid items of order orderID whose SKU
 // sorts after after, and whether more follow.
-func validItems(ctx context.Context, q Querier, orderID, after string, limit int) ([]ValidItem, bool, error) {
+func validItems(ctx context.Context, q Querier, tenant, orderID, after string, limit int) ([]ValidItem, bool, error) {
 	var (
 		items []ValidItem
 		more  bool
 	)
 	batch := &pgx.Batch{}
-	queueValidItems(batch, orderID, after, limit, func(i []ValidItem, m bool) { items, more = i, m })
+	queueValidItems(batch, tenant, orderID, after, limit, func(i []ValidItem, m bool) { items, more = i, m })
 	if err := q.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, false, fmt.Errorf("view: order %q valid items: %w", orderID, err)
 	}
@@ -259,8 +259,8 @@ func validItems(ctx context.Context, q Querier, orderID, after string, limit int
 
 // queueValidItems queues the query of validItems on batch; done receives
 // its result when the batch runs.
-func queueValidItems(batch *pgx.Batch, orderID, after string, limit int, done func([]ValidItem, bool)) {
-	batch.Queue(validItemsSQL, orderID, orders.MaxLineQuantity, orders.MaxLines, after, limit+1).Query(func(rows pgx.Rows) error {
+func queueValidItems(batch *pgx.Batch, tenant, orderID, after string, limit int, done func([]ValidItem, bool)) {
+	batch.Queue(validItemsSQL, orderID, orders.MaxLineQuantity, orders.MaxLines, after, limit+1, tenant).Query(func(rows pgx.Rows) error {
 		items := []ValidItem{}
 		var v ValidItem
 		if _, err := pgx.ForEachRow(rows, []any{&v.SKU, &v.Name, &v.UnitPrice, &v.Currency, &v.Available, &v.MaxQuantity}, func() error {
@@ -278,7 +278,7 @@ func queueValidItems(batch *pgx.Batch, orderID, after string, limit int, done fu
 	})
 }
 
-// validItemsSQL selects the ValidItems of order $1 whose SKU sorts after $4,
+// validItemsSQL selects the ValidItems of tenant $6's order $1 whose SKU sorts after $4,
 // sorted by SKU, at most $5: active items of which this order may still add
 // at least one unit. Available is the stock that submitted orders do not hold
 // (sku_reservations); MaxQuantity also counts what this order already has of
@@ -289,7 +289,7 @@ func queueValidItems(batch *pgx.Batch, orderID, after string, limit int, done fu
 // the catalog in SKU order and stops after $5 rows.
 const validItemsSQL = `
 	WITH mine AS (              -- what this order holds, per SKU
-		SELECT sku, quantity FROM order_lines WHERE order_id = $1
+		SELECT sku, quantity FROM order_lines WHERE tenant = $6 AND order_id = $1
 	),
 	candidates AS (
 		SELECT c.sku, c.name, c.unit_price, c.currency,
@@ -297,9 +297,9 @@ const validItemsSQL = `
 		       least(c.stock - coalesce(r.quantity, 0), c.max_per_order, $2::bigint) - coalesce(m.quantity, 0) AS max_quantity,
 		       m.sku IS NOT NULL AS in_order
 		FROM catalog_items c
-		LEFT JOIN sku_reservations r ON r.sku = c.sku
+		LEFT JOIN sku_reservations r ON r.tenant = c.tenant AND r.sku = c.sku
 		LEFT JOIN mine m             ON m.sku = c.sku
-		WHERE c.active AND c.sku > $4
+		WHERE c.tenant = $6 AND c.active AND c.sku > $4
 	)
 	SELECT sku, name, unit_price, currency, available, max_quantity
 	FROM candidates

@@ -26,6 +26,9 @@ var (
 	_ view.Querier = (*pgx.Conn)(nil)
 )
 
+// tenant owns the rows of these tests.
+const tenant = "t1"
+
 // setup returns a migrated fresh database.
 func setup(t *testing.T) (context.Context, *pgxpool.Pool) {
 	t.Helper()
@@ -47,7 +50,7 @@ func mustJSON(v any) json.RawMessage {
 
 func itemEvent(version int64, it catalog.Item) envelope.Event {
 	return envelope.Event{
-		Meta: envelope.Meta{AggregateID: it.SKU, CommandID: "c"},
+		Meta: envelope.Meta{AggregateID: it.SKU, CommandID: "c", Tenant: tenant},
 		Type: catalog.EventItemUpserted, Version: version, Time: time.Now(), Index: 1, Count: 1,
 		Data: mustJSON(it),
 	}
@@ -55,7 +58,7 @@ func itemEvent(version int64, it catalog.Item) envelope.Event {
 
 func orderEvent(id string, version int64, typ string, data any) envelope.Event {
 	return envelope.Event{
-		Meta: envelope.Meta{AggregateID: id, CommandID: "c"},
+		Meta: envelope.Meta{AggregateID: id, CommandID: "c", Tenant: tenant},
 		Type: typ, Version: version, Time: time.Now(), Index: 1, Count: 1,
 		Data: mustJSON(data),
 	}
@@ -120,8 +123,8 @@ func TestMigrate(t *testing.T) {
 	if err := pg.Pool.QueryRow(ctx, "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &max); err != nil {
 		t.Fatal(err)
 	}
-	if n != 2 || max != 2 {
-		t.Fatalf("schema_migrations has %d rows up to version %d, want 2 rows up to version 2", n, max)
+	if n != 3 || max != 3 {
+		t.Fatalf("schema_migrations has %d rows up to version %d, want 3 rows up to version 3", n, max)
 	}
 	for _, table := range []string{"catalog_items", "orders", "order_lines", "sku_reservations"} {
 		if _, err := pg.Pool.Exec(ctx, "SELECT 1 FROM "+table); err != nil {
@@ -139,14 +142,14 @@ func TestApplyIsIdempotent(t *testing.T) {
 	v2 := itemEvent(2, changed)
 
 	applyCatalog(t, ctx, pool, v1, v1)
-	got, err := view.CatalogReply(ctx, pool, "c-1", "w")
+	got, err := view.CatalogReply(ctx, pool, tenant, "c-1", "w")
 	if err != nil {
 		t.Fatal(err)
 	}
 	jsonEqual(t, got, `{"commandId":"c-1","sku":"w","version":1,"item":
 		{"sku":"w","name":"Widget","unitPrice":100,"currency":"EUR","stock":10,"maxPerOrder":5,"active":true}}`)
 	applyCatalog(t, ctx, pool, v2, v1, v2) // a late duplicate of v1 must not roll back v2
-	got, err = view.CatalogReply(ctx, pool, "c-2", "w")
+	got, err = view.CatalogReply(ctx, pool, tenant, "c-2", "w")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +167,7 @@ func TestApplyIsIdempotent(t *testing.T) {
 	var previous json.RawMessage
 	for _, ev := range events {
 		applyOrder(t, ctx, pool, ev)
-		once, version, err := view.GetOrder(ctx, pool, "o")
+		once, version, err := view.GetOrder(ctx, pool, tenant, "o")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -175,7 +178,7 @@ func TestApplyIsIdempotent(t *testing.T) {
 		for _, old := range events[:ev.Version] {
 			applyOrder(t, ctx, pool, old)
 		}
-		twice, _, err := view.GetOrder(ctx, pool, "o")
+		twice, _, err := view.GetOrder(ctx, pool, tenant, "o")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,13 +203,15 @@ func TestApplyErrors(t *testing.T) {
 		ev    envelope.Event
 		want  error
 	}{
-		{"catalog unknown type", view.ApplyCatalogEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "w"}, Type: "catalog.gone.v1", Version: 1, Data: json.RawMessage(`{}`)}, view.ErrUnknownEvent},
-		{"catalog malformed", view.ApplyCatalogEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "w"}, Type: catalog.EventItemUpserted, Version: 1, Data: json.RawMessage(`{"stock":"x"}`)}, view.ErrBadEvent},
-		{"catalog sku mismatch", view.ApplyCatalogEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "w"}, Type: catalog.EventItemUpserted, Version: 1, Data: mustJSON(catalog.Item{SKU: "other"})}, view.ErrBadEvent},
+		{"catalog unknown type", view.ApplyCatalogEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "w", Tenant: tenant}, Type: "catalog.gone.v1", Version: 1, Data: json.RawMessage(`{}`)}, view.ErrUnknownEvent},
+		{"catalog malformed", view.ApplyCatalogEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "w", Tenant: tenant}, Type: catalog.EventItemUpserted, Version: 1, Data: json.RawMessage(`{"stock":"x"}`)}, view.ErrBadEvent},
+		{"catalog sku mismatch", view.ApplyCatalogEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "w", Tenant: tenant}, Type: catalog.EventItemUpserted, Version: 1, Data: mustJSON(catalog.Item{SKU: "other"})}, view.ErrBadEvent},
 		{"order unknown type", view.ApplyOrderEvent, orderEvent("o", 1, "orders.archived.v1", struct{}{}), view.ErrUnknownEvent},
-		{"order malformed", view.ApplyOrderEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "o"}, Type: orders.EventItemAdded, Version: 2, Data: json.RawMessage(`{"sku":1}`)}, view.ErrBadEvent},
+		{"order malformed", view.ApplyOrderEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "o", Tenant: tenant}, Type: orders.EventItemAdded, Version: 2, Data: json.RawMessage(`{"sku":1}`)}, view.ErrBadEvent},
 		{"order zero quantity", view.ApplyOrderEvent, orderEvent("o", 2, orders.EventItemAdded, orders.ItemAdded{SKU: "w"}), view.ErrBadEvent},
 		{"order missing", view.ApplyOrderEvent, orderEvent("nope", 2, orders.EventSubmitted, orders.Submitted{}), view.ErrNotFound},
+		{"order without tenant", view.ApplyOrderEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "o"}, Type: orders.EventCreated, Version: 1, Data: json.RawMessage(`{}`)}, view.ErrBadEvent},
+		{"catalog without tenant", view.ApplyCatalogEvent, envelope.Event{Meta: envelope.Meta{AggregateID: "w"}, Type: catalog.EventItemUpserted, Version: 1, Data: json.RawMessage(`{}`)}, view.ErrBadEvent},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := tt.apply(ctx, pool, tt.ev); !errors.Is(err, tt.want) {
@@ -249,7 +254,7 @@ func TestOrderReply(t *testing.T) {
 		// The order under test; z is not in the catalog.
 		created("o-1"), added("o-1", 2, "a", 2), added("o-1", 3, "d", 2), added("o-1", 4, "z", 1),
 	)
-	got, err := view.OrderReply(ctx, tx, "cmd-7", "o-1")
+	got, err := view.OrderReply(ctx, tx, tenant, "cmd-7", "o-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +273,7 @@ func TestOrderReply(t *testing.T) {
 		]}`)
 
 	// GetOrder has the same body without the command ID.
-	body, version, err := view.GetOrder(ctx, tx, "o-1")
+	body, version, err := view.GetOrder(ctx, tx, tenant, "o-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +288,7 @@ func TestOrderReply(t *testing.T) {
 	// Submitting o-1: no valid items any more, and its lines now hold stock.
 	applyOrder(t, ctx, tx, orderEvent("o-1", 5, orders.EventSubmitted, orders.Submitted{}))
 	var reply view.OrderReplyBody
-	if got, err = view.OrderReply(ctx, tx, "cmd-8", "o-1"); err != nil {
+	if got, err = view.OrderReply(ctx, tx, tenant, "cmd-8", "o-1"); err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(got, &reply); err != nil {
@@ -292,7 +297,7 @@ func TestOrderReply(t *testing.T) {
 	if reply.Order.Status != orders.StatusSubmitted || len(reply.ValidItems) != 0 || reply.Order.Total != 600 {
 		t.Fatalf("submitted order reply: %s", got)
 	}
-	body, _, err = view.GetOrder(ctx, tx, "y")
+	body, _, err = view.GetOrder(ctx, tx, tenant, "y")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +315,7 @@ func TestOrderReply(t *testing.T) {
 	}
 	// Submitting o-1 again (a redelivery) holds nothing more.
 	applyOrder(t, ctx, tx, orderEvent("o-1", 5, orders.EventSubmitted, orders.Submitted{}))
-	if body, _, err = view.GetOrder(ctx, tx, "y"); err != nil {
+	if body, _, err = view.GetOrder(ctx, tx, tenant, "y"); err != nil {
 		t.Fatal(err)
 	}
 	if err := json.Unmarshal(body, &y); err != nil {
@@ -335,7 +340,7 @@ func TestValidItemsPages(t *testing.T) {
 	}
 	applyOrder(t, ctx, pool, orderEvent("o", 1, orders.EventCreated, orders.Created{OrderID: "o", CustomerID: "c", Currency: "EUR"}),
 		orderEvent("o", 2, orders.EventItemAdded, orders.ItemAdded{SKU: "sku-0003", Quantity: 5})) // at its maximum: not valid
-	raw, err := view.OrderReply(ctx, pool, "cmd", "o")
+	raw, err := view.OrderReply(ctx, pool, tenant, "cmd", "o")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +357,7 @@ func TestValidItemsPages(t *testing.T) {
 		if pages > n {
 			t.Fatal("paging does not end")
 		}
-		raw, err := view.ValidItemsPage(ctx, pool, "o", after, 60)
+		raw, err := view.ValidItemsPage(ctx, pool, tenant, "o", after, 60)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -374,32 +379,30 @@ func TestValidItemsPages(t *testing.T) {
 	if len(all) != n-1 || !slices.IsSorted(all) || slices.Contains(all, "sku-0003") || len(slices.Compact(slices.Clone(all))) != n-1 {
 		t.Fatalf("pages listed %d SKUs (sorted: %v), want the %d valid ones once each", len(all), slices.IsSorted(all), n-1)
 	}
-	if _, err := view.ValidItemsPage(ctx, pool, "missing", "", 10); !errors.Is(err, view.ErrNotFound) {
+	if _, err := view.ValidItemsPage(ctx, pool, tenant, "missing", "", 10); !errors.Is(err, view.ErrNotFound) {
 		t.Fatalf("page of a missing order: %v, want ErrNotFound", err)
 	}
 }
 
-// TestReservationsBackfilled: migrating a view that has submitted orders
-// already fills sku_reservations from their lines.
+// TestReservationsBackfilled: migrating a view of schema version 1 that
+// has submitted orders fills sku_reservations from their lines, and gives
+// every row the tenant "default".
 func TestReservationsBackfilled(t *testing.T) {
-	ctx, pool := setup(t)
-	applyCatalog(t, ctx, pool, itemEvent(1, catalog.Item{SKU: "a", Name: "Apple", UnitPrice: 1, Currency: "EUR", Stock: 10, MaxPerOrder: 10, Active: true}))
-	for _, id := range []string{"s1", "s2", "open"} {
-		applyOrder(t, ctx, pool, orderEvent(id, 1, orders.EventCreated, orders.Created{OrderID: id, CustomerID: "c", Currency: "EUR"}),
-			orderEvent(id, 2, orders.EventItemAdded, orders.ItemAdded{SKU: "a", Quantity: 3}))
+	pg := testenv.NewPostgres(t)
+	ctx, pool := testenv.Context(t, time.Minute), pg.Pool
+	if err := view.MigrateUpTo(ctx, pool, 1); err != nil {
+		t.Fatal(err)
 	}
-	applyOrder(t, ctx, pool, orderEvent("s1", 3, orders.EventSubmitted, orders.Submitted{}), orderEvent("s2", 3, orders.EventSubmitted, orders.Submitted{}))
-	// Back to the schema before migration 2, with the same orders.
-	if _, err := pool.Exec(ctx, `DROP TABLE sku_reservations;
-		CREATE INDEX orders_submitted_idx ON orders (id) WHERE status = 'submitted';
-		CREATE INDEX order_lines_sku_idx ON order_lines (sku, order_id) INCLUDE (quantity);
-		DELETE FROM schema_migrations WHERE version = 2`); err != nil {
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO catalog_items VALUES ('a', 'Apple', 1, 'EUR', 10, 10, true, 1);
+		INSERT INTO orders VALUES ('s1', 'c', 'EUR', 'submitted', 3, now()), ('s2', 'c', 'EUR', 'submitted', 3, now()), ('open', 'c', 'EUR', 'open', 2, now());
+		INSERT INTO order_lines VALUES ('s1', 'a', 3), ('s2', 'a', 3), ('open', 'a', 3)`); err != nil {
 		t.Fatal(err)
 	}
 	if err := view.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
-	raw, _, err := view.GetOrder(ctx, pool, "open")
+	raw, _, err := view.GetOrder(ctx, pool, "default", "open")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,20 +417,20 @@ func TestReservationsBackfilled(t *testing.T) {
 
 func TestNotFound(t *testing.T) {
 	ctx, pool := setup(t)
-	if _, _, err := view.GetOrder(ctx, pool, "missing"); !errors.Is(err, view.ErrNotFound) {
+	if _, _, err := view.GetOrder(ctx, pool, tenant, "missing"); !errors.Is(err, view.ErrNotFound) {
 		t.Errorf("GetOrder: %v, want ErrNotFound", err)
 	}
-	if _, err := view.OrderReply(ctx, pool, "c", "missing"); !errors.Is(err, view.ErrNotFound) {
+	if _, err := view.OrderReply(ctx, pool, tenant, "c", "missing"); !errors.Is(err, view.ErrNotFound) {
 		t.Errorf("OrderReply: %v, want ErrNotFound", err)
 	}
-	if _, err := view.CatalogReply(ctx, pool, "c", "missing"); !errors.Is(err, view.ErrNotFound) {
+	if _, err := view.CatalogReply(ctx, pool, tenant, "c", "missing"); !errors.Is(err, view.ErrNotFound) {
 		t.Errorf("CatalogReply: %v, want ErrNotFound", err)
 	}
 }
 
 func TestCatalogReads(t *testing.T) {
 	ctx, pool := setup(t)
-	got, err := view.ListCatalog(ctx, pool)
+	got, err := view.ListCatalog(ctx, pool, tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,15 +439,73 @@ func TestCatalogReads(t *testing.T) {
 		itemEvent(1, catalog.Item{SKU: "b", Name: "B", UnitPrice: 2, Currency: "USD", Stock: 0, MaxPerOrder: 1}),
 		itemEvent(1, catalog.Item{SKU: "a", Name: "A", UnitPrice: 1, Currency: "EUR", Stock: 5, MaxPerOrder: 2, Active: true}),
 	)
-	if got, err = view.ListCatalog(ctx, pool); err != nil {
+	if got, err = view.ListCatalog(ctx, pool, tenant); err != nil {
 		t.Fatal(err)
 	}
 	jsonEqual(t, got, `{"items":[
 		{"sku":"a","name":"A","unitPrice":1,"currency":"EUR","stock":5,"maxPerOrder":2,"active":true},
 		{"sku":"b","name":"B","unitPrice":2,"currency":"USD","stock":0,"maxPerOrder":1,"active":false}]}`)
 	for sku, want := range map[string]bool{"a": true, "b": true, "c": false} {
-		if ok, err := view.CatalogItemExists(ctx, pool, sku); err != nil || ok != want {
+		if ok, err := view.CatalogItemExists(ctx, pool, tenant, sku); err != nil || ok != want {
 			t.Errorf("CatalogItemExists(%q) = %v, %v; want %v", sku, ok, err, want)
 		}
+	}
+}
+
+// TestTenantsNeverMeet: two tenants with the same order ID and SKU each see
+// only their own order, catalog and reservations.
+func TestTenantsNeverMeet(t *testing.T) {
+	ctx, pool := setup(t)
+	for _, c := range []struct {
+		tenant string
+		stock  int64
+		qty    int64
+	}{{"acme", 10, 3}, {"globex", 100, 7}} {
+		it := itemEvent(1, catalog.Item{SKU: "a", Name: "A of " + c.tenant, UnitPrice: 1, Currency: "EUR", Stock: c.stock, MaxPerOrder: 50, Active: true})
+		it.Tenant = c.tenant
+		applyCatalog(t, ctx, pool, it)
+		for _, ev := range []envelope.Event{
+			orderEvent("o", 1, orders.EventCreated, orders.Created{OrderID: "o", CustomerID: c.tenant, Currency: "EUR"}),
+			orderEvent("o", 2, orders.EventItemAdded, orders.ItemAdded{SKU: "a", Quantity: c.qty}),
+			orderEvent("o", 3, orders.EventSubmitted, orders.Submitted{}),
+			orderEvent("p", 1, orders.EventCreated, orders.Created{OrderID: "p", CustomerID: c.tenant, Currency: "EUR"}),
+		} {
+			ev.Tenant = c.tenant
+			applyOrder(t, ctx, pool, ev)
+		}
+	}
+	for tenant, want := range map[string]struct {
+		customer  string
+		available int64
+	}{"acme": {"acme", 7}, "globex": {"globex", 93}} {
+		raw, _, err := view.GetOrder(ctx, pool, tenant, "o")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o view.OrderBody
+		_ = json.Unmarshal(raw, &o)
+		if o.Order.CustomerID != want.customer || o.Order.Lines[0].Name != "A of "+tenant {
+			t.Errorf("%s's order: %+v", tenant, o.Order)
+		}
+		raw, _, err = view.GetOrder(ctx, pool, tenant, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.Unmarshal(raw, &o)
+		if len(o.ValidItems) != 1 || o.ValidItems[0].Available != want.available {
+			t.Errorf("%s's valid items: %+v, want a with %d available", tenant, o.ValidItems, want.available)
+		}
+		list, _ := view.ListCatalog(ctx, pool, tenant)
+		var cat view.CatalogList
+		_ = json.Unmarshal(list, &cat)
+		if len(cat.Items) != 1 || cat.Items[0].Name != "A of "+tenant {
+			t.Errorf("%s's catalog: %+v", tenant, cat.Items)
+		}
+	}
+	if _, _, err := view.GetOrder(ctx, pool, "initech", "o"); !errors.Is(err, view.ErrNotFound) {
+		t.Errorf("a third tenant reads another's order: %v", err)
+	}
+	if ok, _ := view.CatalogItemExists(ctx, pool, "initech", "a"); ok {
+		t.Error("a third tenant sees another's catalog item")
 	}
 }

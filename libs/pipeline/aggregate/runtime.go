@@ -11,6 +11,11 @@
 // from the last committed state. Replies to waiting gateways (rejections,
 // duplicates) are sent after the commit, outside the transaction. State lives in memory, restored from the snapshots topic
 // when a partition is first seen after an assignment.
+//
+// Tracing: each command is a consumer span "handle <command type>", child of
+// the span its traceparent header names, ended when its transaction ends; the
+// events and replies it causes carry this span's trace context, so the
+// projector and the gateway continue the trace.
 package aggregate
 
 import (
@@ -25,11 +30,14 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/answerback/answerback/libs/pipeline/dlq"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/pipeline/lag"
 	"github.com/answerback/answerback/libs/pipeline/topics"
+	"github.com/answerback/answerback/libs/pipeline/tracing"
 )
 
 // Config configures a Runtime.
@@ -378,8 +386,19 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) (err er
 		})
 	}
 	pending := map[string]pendingEntry[S]{} // aggregate → state after this batch
+	// A command's span ends with its transaction: what it emitted exists
+	// only once the transaction commits.
+	spans := make([]trace.Span, 0, len(records))
+	defer func() { tracing.EndAll(spans, err) }()
 	for _, rec := range records {
-		outcomes[r.decideOne(rec, pending, produce, reply)]++
+		cmdCtx, span := startHandle(ctx, rec)
+		spans = append(spans, span)
+		outcome := r.decideOne(cmdCtx, rec, pending, produce, reply)
+		span.SetAttributes(tracing.AttrOutcome.String(outcome))
+		if outcome == outcomeDeadLettered {
+			span.SetStatus(codes.Error, "command dead-lettered")
+		}
+		outcomes[outcome]++
 	}
 	// One snapshot per changed aggregate and batch (the topic is compacted:
 	// only the last counts), not one per command: a hot aggregate's commands
@@ -430,12 +449,26 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) (err er
 // lookup of the recorded outcome.
 func (r *Runtime[S]) sendReplies(replies []*kgo.Record) {
 	for _, rec := range replies {
+		// rec carries its command's trace context (decideOne): the reply's
+		// producer span continues that trace.
+		_, span := tracing.StartProducer(tracing.Extract(context.Background(), rec), "reply", rec)
 		r.replies.TryProduce(context.Background(), rec, func(rec *kgo.Record, err error) {
+			tracing.End(span, err)
 			if err != nil {
 				r.log.Debug("reply not delivered", "topic", rec.Topic, "err", err)
 			}
 		})
 	}
+}
+
+// startHandle starts the consumer span of one command record, child of the
+// span its traceparent header names.
+func startHandle(ctx context.Context, rec *kgo.Record) (context.Context, trace.Span) {
+	name := "handle command"
+	if typ, _ := envelope.Header(rec, envelope.HCommandType); typ != "" {
+		name = "handle " + typ
+	}
+	return tracing.StartConsumer(tracing.Extract(ctx, rec), name, rec)
 }
 
 // endOpen aborts a transaction that a failed End may have left open: End
@@ -476,9 +509,16 @@ func producerFailed(err error) bool {
 
 // decideOne decides one command record, producing its consequences.
 // Records of the transaction go to produce, replies to reply. It returns the
-// command's outcome (outcomeApplied…) for the metrics.
-func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[S], produce, reply func(*kgo.Record)) string {
+// command's outcome (outcomeApplied…) for the metrics. ctx carries the
+// command's span: its events and replies carry that span's trace context.
+func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map[string]pendingEntry[S], produce, reply func(*kgo.Record)) string {
+	send := reply
+	reply = func(rec *kgo.Record) {
+		tracing.Inject(ctx, rec)
+		send(rec)
+	}
 	cmd, err := envelope.DecodeCommand(rec)
+	trace.SpanFromContext(ctx).SetAttributes(tracing.MetaAttributes(cmd.Meta)...)
 	if err != nil {
 		r.log.Warn("malformed command dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "err", err)
 		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
@@ -492,8 +532,11 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 		replyIfAwaited(cmd, envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Body: body}, reply)
 		return outcomeDeadLettered
 	}
-	cur := r.state[rec.Partition][cmd.AggregateID]
-	if p, ok := pending[cmd.AggregateID]; ok {
+	// The aggregate's state is its stream's: the record key names the
+	// tenant and the ID (envelope.StreamKey), as its snapshots' keys do.
+	stream := string(rec.Key)
+	cur := r.state[rec.Partition][stream]
+	if p, ok := pending[stream]; ok {
 		cur = p.entry
 	}
 	now := time.Now().UTC()
@@ -524,7 +567,7 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 			r.log.Error("state could not be encoded", "aggregate", cmd.AggregateID, "err", err)
 			return false
 		}
-		pending[cmd.AggregateID] = pendingEntry[S]{entry: next, partition: rec.Partition}
+		pending[stream] = pendingEntry[S]{entry: next, partition: rec.Partition}
 		return true
 	}
 	reject := func(p *envelope.Problem) string {
@@ -553,6 +596,8 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 	}
 	next := cur
 	var out []*kgo.Record
+	meta := cmd.Meta
+	meta.TraceParent = tracing.TraceParent(ctx) // the projector continues the trace from this command's span
 	for i, ne := range decision.Events {
 		data, err := json.Marshal(ne.Data)
 		if err != nil {
@@ -560,7 +605,7 @@ func (r *Runtime[S]) decideOne(rec *kgo.Record, pending map[string]pendingEntry[
 			return reject(&envelope.Problem{Type: "internal", Title: "event could not be encoded"})
 		}
 		ev := envelope.Event{
-			Meta: cmd.Meta, Type: ne.Type, Version: next.version + 1, Time: now,
+			Meta: meta, Type: ne.Type, Version: next.version + 1, Time: now,
 			Index: i + 1, Count: len(decision.Events), Data: data,
 		}
 		state, err := r.def.Evolve(next.state, ev)

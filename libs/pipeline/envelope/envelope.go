@@ -129,7 +129,32 @@ type Event struct {
 func (e Event) LastOfCommand() bool { return e.Index == e.Count }
 
 // ID is the event's CloudEvents ID: unique and stable across retries.
-func (e Event) ID() string { return e.AggregateID + "@" + strconv.FormatInt(e.Version, 10) }
+func (e Event) ID() string { return e.key() + "@" + strconv.FormatInt(e.Version, 10) }
+
+// key is the record key of m's aggregate: its StreamKey, or for a record
+// from before tenants (no tenant), the bare aggregate ID.
+func (m Meta) key() string {
+	if m.Tenant == "" {
+		return m.AggregateID
+	}
+	return StreamKey(m.Tenant, m.AggregateID)
+}
+
+// splitKey reads a record key into m: "tenant/id" (StreamKey), whose tenant
+// must be the one the tenant header names; or a bare ID, from before tenants.
+func (m *Meta) splitKey(r *kgo.Record, tenantHeader string) error {
+	m.Tenant, _ = Header(r, tenantHeader)
+	tenant, id, ok := SplitStreamKey(string(r.Key))
+	if !ok {
+		m.AggregateID = string(r.Key)
+		return nil
+	}
+	if tenant != m.Tenant {
+		return &HeaderError{Header: tenantHeader, Reason: "does not match the tenant of the record key"}
+	}
+	m.AggregateID = id
+	return nil
+}
 
 // Outcome of a command, as a reply carries it.
 type Outcome string
@@ -229,12 +254,12 @@ func (m Meta) headers() []kgo.RecordHeader {
 	return hs
 }
 
-// EncodeCommand makes the record for c on topic, keyed by its aggregate ID.
+// EncodeCommand makes the record for c on topic, keyed by its StreamKey.
 func EncodeCommand(topic string, c Command) *kgo.Record {
 	hs := c.headers()
 	hs = add(hs, HCommandType, c.Type)
 	hs = add(hs, HContentType, ContentTypeJSON)
-	return &kgo.Record{Topic: topic, Key: []byte(c.AggregateID), Headers: hs, Value: c.Data}
+	return &kgo.Record{Topic: topic, Key: []byte(c.key()), Headers: hs, Value: c.Data}
 }
 
 // DecodeCommand reads a command record, rejecting a missing key, command ID
@@ -245,7 +270,12 @@ func DecodeCommand(r *kgo.Record) (Command, error) {
 	if len(r.Key) == 0 {
 		return c, ErrNoKey
 	}
-	c.AggregateID = string(r.Key)
+	if err := c.splitKey(r, HTenant); err != nil {
+		return c, err
+	}
+	if c.Tenant == "" {
+		return c, &HeaderError{Header: HTenant, Reason: "missing: every command belongs to a tenant"}
+	}
 	if c.CommandID, err = required(r, HCommandID); err != nil {
 		return c, err
 	}
@@ -259,7 +289,6 @@ func DecodeCommand(r *kgo.Record) (Command, error) {
 		return c, err
 	}
 	c.ReplyTo, _ = Header(r, HReplyTo)
-	c.Tenant, _ = Header(r, HTenant)
 	c.TraceParent, _ = Header(r, HTraceParent)
 	c.IdempotencyKey, _ = Header(r, HIdempotencyKey)
 	if len(r.Value) > MaxCommandBytes {
@@ -272,8 +301,10 @@ func DecodeCommand(r *kgo.Record) (Command, error) {
 	return c, nil
 }
 
-// EncodeEvent makes the CloudEvents (binary mode) record for e on topic;
-// source is the CloudEvents source, e.g. "/answerback/orders".
+// EncodeEvent makes the CloudEvents (binary mode) record for e on topic,
+// keyed by its StreamKey; the subject is the aggregate ID, the id
+// "<tenant>/<aggregate>@<version>". source is the CloudEvents source, e.g.
+// "/answerback/orders".
 func EncodeEvent(topic, source string, e Event) *kgo.Record {
 	hs := []kgo.RecordHeader{
 		{Key: CESpecVersion, Value: []byte("1.0")},
@@ -292,7 +323,7 @@ func EncodeEvent(topic, source string, e Event) *kgo.Record {
 	hs = add(hs, HReplyTo, e.ReplyTo)
 	hs = add(hs, HDeadline, formatTime(e.Deadline))
 	hs = add(hs, HCommandEvents, fmt.Sprintf("%d/%d", e.Index, e.Count))
-	return &kgo.Record{Topic: topic, Key: []byte(e.AggregateID), Headers: hs, Value: e.Data}
+	return &kgo.Record{Topic: topic, Key: []byte(e.key()), Headers: hs, Value: e.Data}
 }
 
 // DecodeEvent reads an event record.
@@ -305,7 +336,9 @@ func DecodeEvent(r *kgo.Record) (Event, error) {
 	if v, _ := Header(r, CESpecVersion); v != "1.0" {
 		return e, &HeaderError{Header: CESpecVersion, Reason: fmt.Sprintf("want 1.0, got %q", v)}
 	}
-	e.AggregateID = string(r.Key)
+	if err := e.splitKey(r, CETenant); err != nil {
+		return e, err
+	}
 	if subject, _ := Header(r, CESubject); subject != e.AggregateID {
 		return e, &HeaderError{Header: CESubject, Reason: "does not match the record key"}
 	}
@@ -331,7 +364,6 @@ func DecodeEvent(r *kgo.Record) (Event, error) {
 		}
 	}
 	e.CommandID, _ = Header(r, CECorrelationID)
-	e.Tenant, _ = Header(r, CETenant)
 	e.TraceParent, _ = Header(r, CETraceParent)
 	e.ReplyTo, _ = Header(r, HReplyTo)
 	e.ExpectedVersion = NoVersion
@@ -362,11 +394,11 @@ func EncodeReply(topic string, reply Reply) *kgo.Record {
 }
 
 // EncodeOutcome makes the record of a command's outcome on a domain's
-// outcomes topic: a reply keyed by aggregate ID (so that it stays in the
-// aggregate's partition order) with the tenant.
+// outcomes topic: a reply keyed by the aggregate's StreamKey (so that it
+// stays in the aggregate's partition order) with the tenant.
 func EncodeOutcome(topic, aggregateID, tenant string, reply Reply) *kgo.Record {
 	rec := EncodeReply(topic, reply)
-	rec.Key = []byte(aggregateID)
+	rec.Key = []byte(Meta{AggregateID: aggregateID, Tenant: tenant}.key())
 	rec.Headers = add(rec.Headers, HTenant, tenant)
 	return rec
 }
@@ -377,8 +409,11 @@ func DecodeOutcome(r *kgo.Record) (reply Reply, aggregateID, tenant string, err 
 		return reply, "", "", ErrNoKey
 	}
 	reply, err = DecodeReply(r)
-	tenant, _ = Header(r, HTenant)
-	return reply, string(r.Key), tenant, err
+	var m Meta
+	if keyErr := m.splitKey(r, HTenant); keyErr != nil && err == nil {
+		err = keyErr
+	}
+	return reply, m.AggregateID, m.Tenant, err
 }
 
 // DecodeReply reads a reply record.

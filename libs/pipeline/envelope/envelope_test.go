@@ -24,8 +24,8 @@ func TestCommandRoundTrip(t *testing.T) {
 	t.Parallel()
 	in := sampleCommand()
 	rec := EncodeCommand("orders.commands", in)
-	if string(rec.Key) != "order-1" || rec.Topic != "orders.commands" {
-		t.Fatalf("record keyed %q on %q: want the aggregate ID on the commands topic", rec.Key, rec.Topic)
+	if string(rec.Key) != "acme/order-1" || rec.Topic != "orders.commands" {
+		t.Fatalf("record keyed %q on %q: want the tenant's aggregate ID on the commands topic", rec.Key, rec.Topic)
 	}
 	out, err := DecodeCommand(rec)
 	if err != nil {
@@ -103,7 +103,7 @@ func TestEventRoundTripIsCloudEvents(t *testing.T) {
 	in.ExpectedVersion = NoVersion
 	in.IdempotencyKey = ""
 	rec := EncodeEvent("orders.events", "/answerback/orders", in)
-	want := map[string]string{CESpecVersion: "1.0", CEID: "order-1@8", CEType: "orders.item-added.v1", CESubject: "order-1", CESequence: "8", CESource: "/answerback/orders", HContentType: ContentTypeJSON, CECorrelationID: "c-1", CECausationID: "c-1"}
+	want := map[string]string{CESpecVersion: "1.0", CEID: "acme/order-1@8", CEType: "orders.item-added.v1", CESubject: "order-1", CESequence: "8", CESource: "/answerback/orders", HContentType: ContentTypeJSON, CECorrelationID: "c-1", CECausationID: "c-1"}
 	for k, v := range want {
 		if got, _ := Header(rec, k); got != v {
 			t.Errorf("header %s = %q, want %q", k, got, v)
@@ -151,5 +151,42 @@ func TestWantsReply(t *testing.T) {
 	m := Meta{ReplyTo: "r", Deadline: now.Add(time.Second)}
 	if !m.WantsReply(now) || m.WantsReply(now.Add(2*time.Second)) || (Meta{Deadline: now.Add(time.Second)}).WantsReply(now) {
 		t.Error("WantsReply: want true only with a reply topic before the deadline")
+	}
+}
+
+// TestTenantKeys: records are keyed per tenant; a key whose tenant the
+// header contradicts, or a command without a tenant, is refused; a record
+// from before tenants (a bare key) still decodes.
+func TestTenantKeys(t *testing.T) {
+	t.Parallel()
+	cmd := sampleCommand()
+	rec := EncodeCommand("c", cmd)
+	for i, h := range rec.Headers {
+		if h.Key == HTenant {
+			rec.Headers[i].Value = []byte("globex")
+		}
+	}
+	var he *HeaderError
+	if _, err := DecodeCommand(rec); !errors.As(err, &he) || he.Header != HTenant {
+		t.Errorf("tenant header contradicting the key: %v", err)
+	}
+	cmd.Tenant = ""
+	if _, err := DecodeCommand(EncodeCommand("c", cmd)); !errors.As(err, &he) || he.Header != HTenant {
+		t.Errorf("command without tenant: %v", err)
+	}
+	ev := Event{Meta: Meta{AggregateID: "o-1", Tenant: "acme"}, Type: "t", Version: 1, Index: 1, Count: 1, Data: []byte(`{}`)}
+	legacy := EncodeEvent("e", "/s", Event{Meta: Meta{AggregateID: "o-1"}, Type: "t", Version: 1, Index: 1, Count: 1, Data: []byte(`{}`)})
+	legacy.Headers = append(legacy.Headers, kgo.RecordHeader{Key: CETenant, Value: []byte("default")})
+	out, err := DecodeEvent(legacy)
+	if err != nil || out.AggregateID != "o-1" || out.Tenant != "default" {
+		t.Errorf("a bare-keyed event: %+v %v", out.Meta, err)
+	}
+	out, err = DecodeEvent(EncodeEvent("e", "/s", ev))
+	if err != nil || out.AggregateID != "o-1" || out.Tenant != "acme" {
+		t.Errorf("a tenant's event: %+v %v", out.Meta, err)
+	}
+	reply, id, tenant, err := DecodeOutcome(EncodeOutcome("o", "o-1", "acme", Reply{CommandID: "c", Outcome: Applied, Version: 1, Body: []byte(`{}`)}))
+	if err != nil || id != "o-1" || tenant != "acme" || reply.CommandID != "c" {
+		t.Errorf("outcome: %s %s %+v %v", id, tenant, reply, err)
 	}
 }

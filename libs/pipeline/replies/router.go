@@ -11,6 +11,10 @@
 // are matched by command ID; a reply for a waiter that gave up is counted as
 // late, one for a command this instance never sent as unknown, and both are
 // dropped.
+//
+// Tracing: a reply whose headers carry a traceparent is recorded as a
+// consumer span "reply received", child of the span that produced it, and
+// the span of a Wait that gets it is linked to that span.
 package replies
 
 import (
@@ -25,8 +29,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/tracing"
 )
 
 // Config configures a Router.
@@ -47,8 +54,8 @@ type Router struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	waiters map[string][]chan envelope.Reply // several when one command ID is retried through this instance
-	gaveUp  map[string]time.Time             // command ID → when its waiter gave up
+	waiters map[string][]chan delivery // several when one command ID is retried through this instance
+	gaveUp  map[string]time.Time       // command ID → when its waiter gave up
 
 	delivered, late, unknown, malformed atomic.Int64
 }
@@ -93,7 +100,7 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 	}
 	return &Router{
 		cfg: cfg, cl: cl, log: cfg.Logger.With("reply_topic", cfg.Topic),
-		waiters: map[string][]chan envelope.Reply{}, gaveUp: map[string]time.Time{},
+		waiters: map[string][]chan delivery{}, gaveUp: map[string]time.Time{},
 	}, nil
 }
 
@@ -104,25 +111,37 @@ func (r *Router) Topic() string { return r.cfg.Topic }
 type Waiter struct {
 	r         *Router
 	commandID string
-	ch        chan envelope.Reply
+	ch        chan delivery
+}
+
+// delivery is a reply and the span context of its "reply received" span
+// (invalid when the reply carried no trace context).
+type delivery struct {
+	reply    envelope.Reply
+	received trace.SpanContext
 }
 
 // Register makes a waiter for commandID. Call it before producing the
 // command, and Done when no longer waiting. Several waiters of one command
 // ID (an idempotent retry while the first is in flight) each get the reply.
 func (r *Router) Register(commandID string) *Waiter {
-	ch := make(chan envelope.Reply, 1)
+	ch := make(chan delivery, 1)
 	r.mu.Lock()
 	r.waiters[commandID] = append(r.waiters[commandID], ch)
 	r.mu.Unlock()
 	return &Waiter{r: r, commandID: commandID, ch: ch}
 }
 
-// Wait returns the reply, or ctx's error when it ends first.
+// Wait returns the reply, or ctx's error when it ends first. When the reply
+// carried a trace context, ctx's span (if any) is linked to the span that
+// recorded its arrival.
 func (w *Waiter) Wait(ctx context.Context) (envelope.Reply, error) {
 	select {
-	case reply := <-w.ch:
-		return reply, nil
+	case d := <-w.ch:
+		if d.received.IsValid() {
+			trace.SpanFromContext(ctx).AddLink(trace.Link{SpanContext: d.received})
+		}
+		return d.reply, nil
 	case <-ctx.Done():
 		return envelope.Reply{}, ctx.Err()
 	}
@@ -194,10 +213,11 @@ func (r *Router) route(rec *kgo.Record) {
 	}
 	_, wasLate := r.gaveUp[reply.CommandID]
 	r.mu.Unlock()
+	received := traceReceived(rec, reply, ok, wasLate)
 	switch {
 	case ok:
 		for _, ch := range chans {
-			ch <- reply // buffered, one reply per waiter
+			ch <- delivery{reply: reply, received: received} // buffered, one reply per waiter
 		}
 		r.delivered.Add(1)
 	case wasLate:
@@ -205,6 +225,28 @@ func (r *Router) route(rec *kgo.Record) {
 	default:
 		r.unknown.Add(1)
 	}
+}
+
+// traceReceived records the "reply received" span of a reply whose record
+// carries a trace context, child of the span that produced it, and returns
+// its span context; it records nothing for a reply without one.
+func traceReceived(rec *kgo.Record, reply envelope.Reply, waited, late bool) trace.SpanContext {
+	parent := tracing.Extract(context.Background(), rec)
+	if !trace.SpanContextFromContext(parent).IsValid() {
+		return trace.SpanContext{}
+	}
+	routed := "unknown"
+	switch {
+	case waited:
+		routed = "delivered"
+	case late:
+		routed = "late"
+	}
+	_, span := tracing.StartConsumer(parent, "reply received", rec,
+		tracing.AttrCommandID.String(reply.CommandID), tracing.AttrOutcome.String(string(reply.Outcome)),
+		attribute.String("answerback.reply.routed", routed))
+	span.End()
+	return span.SpanContext()
 }
 
 func (r *Router) pruneGaveUp(older time.Duration) {

@@ -197,10 +197,10 @@ func (g *Gateway) markPending(ctx context.Context, commandID, aggregateID, tenan
 	}
 }
 
-// isPending reports whether commandID was answered 202 by any instance.
-func (g *Gateway) isPending(ctx context.Context, commandID string) (bool, error) {
+// isPending reports whether tenant's commandID was answered 202 by any instance.
+func (g *Gateway) isPending(ctx context.Context, tenant, commandID string) (bool, error) {
 	var one int
-	err := g.cfg.Pool.QueryRow(ctx, `SELECT 1 FROM pending_commands WHERE command_id = $1`, commandID).Scan(&one)
+	err := g.cfg.Pool.QueryRow(ctx, `SELECT 1 FROM pending_commands WHERE command_id = $1 AND tenant = $2`, commandID, tenant).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}

@@ -14,7 +14,8 @@ import (
 // does not have stay the API's 404 problem.
 func TestConsoleServed(t *testing.T) {
 	t.Parallel()
-	routes := (&Gateway{}).routes()
+	a := newTestAuth(t)
+	routes := (&Gateway{cfg: Config{Auth: a.v}}).routes()
 	get := func(method, path string, header ...string) *httptest.ResponseRecorder {
 		t.Helper()
 		req := httptest.NewRequest(method, path, nil)
@@ -80,7 +81,7 @@ func TestConsoleServed(t *testing.T) {
 		t.Errorf("POST /: %d Allow %q, want 405 GET, HEAD", rec.Code, rec.Header().Get("Allow"))
 	}
 	for _, path := range []string{"/nowhere", "/console", "/index.html", "/v1/console.js", "/console/console.js"} {
-		rec := get(http.MethodGet, path)
+		rec := get(http.MethodGet, path, "Authorization", "Bearer "+a.token("acme"))
 		if rec.Code != http.StatusNotFound || rec.Header().Get("Content-Type") != "application/problem+json" {
 			t.Errorf("GET %s: %d %q, want the 404 problem", path, rec.Code, rec.Header().Get("Content-Type"))
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/answerback/answerback/libs/pipeline/commands"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/projector"
+	"github.com/answerback/answerback/services/gateway/auth"
 )
 
 // maxBody bounds request bodies; larger ones are answered 413.
@@ -39,6 +40,7 @@ const lookupTimeout = time.Second
 
 func (g *Gateway) routes() chi.Router {
 	r := chi.NewRouter()
+	r.Use(traceHTTP)  // tracing.go: the server span, around everything else
 	r.Use(instrument) // metrics.go: outermost, so that a recovered panic counts as its 500
 	r.Use(middleware.Recoverer)
 	r.Use(func(next http.Handler) http.Handler {
@@ -52,21 +54,26 @@ func (g *Gateway) routes() chi.Router {
 	r.Get("/openapi.json", serveOpenAPI)
 	mountConsole(r) // the web console at / (console.go); not part of the API
 	r.Route("/v1", func(r chi.Router) {
-		r.Use(requireWellFormedKey)
+		// Who first (auth.go), then how much (the tenant's rate), then what.
+		r.Use(g.authenticate)
 		if g.cfg.RateLimit > 0 {
 			r.Use(rateLimit(g.cfg.RateLimit))
 		}
-		r.Post("/orders", g.createOrder)
-		r.Get("/orders/{id}", g.getOrder)
-		r.Get("/orders/{id}/valid-items", g.validItems)
-		r.Get("/orders/{id}/stream", g.streamOrder)
-		r.Post("/orders/{id}/items", g.addItem)
-		r.Delete("/orders/{id}/items/{sku}", g.removeItem)
-		r.Post("/orders/{id}/submit", g.orderCommand(orders.CommandSubmit))
-		r.Post("/orders/{id}/cancel", g.orderCommand(orders.CommandCancel))
-		r.Get("/commands/{commandId}", g.commandStatus)
-		r.Get("/catalog", g.listCatalog)
-		r.Put("/catalog/{sku}", g.upsertCatalogItem)
+		r.Use(requireWellFormedKey)
+		write, read := requireScope(auth.ScopeOrdersWrite), requireScope(auth.ScopeOrdersRead)
+		r.With(write).Post("/orders", g.createOrder)
+		r.With(read).Get("/orders/{id}", g.getOrder)
+		r.With(read).Get("/orders/{id}/valid-items", g.validItems)
+		r.With(read).Get("/orders/{id}/stream", g.streamOrder)
+		r.With(write).Post("/orders/{id}/items", g.addItem)
+		r.With(write).Delete("/orders/{id}/items/{sku}", g.removeItem)
+		r.With(write).Post("/orders/{id}/submit", g.orderCommand(orders.CommandSubmit))
+		r.With(write).Post("/orders/{id}/cancel", g.orderCommand(orders.CommandCancel))
+		// A command's status is for whoever may send or read commands.
+		r.With(requireScope(auth.AllScopes...)).Get("/commands/{commandId}", g.commandStatus)
+		// Who reads orders reads the catalog their lines name.
+		r.With(requireScope(auth.ScopeOrdersRead, auth.ScopeCatalogAdmin)).Get("/catalog", g.listCatalog)
+		r.With(requireScope(auth.ScopeCatalogAdmin)).Put("/catalog/{sku}", g.upsertCatalogItem)
 	})
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
 		writeProblem(w, &envelope.Problem{Type: "not-found", Title: "no such resource", Status: http.StatusNotFound})
@@ -277,7 +284,7 @@ func (g *Gateway) addItem(w http.ResponseWriter, r *http.Request) {
 	// The order aggregate does not know the catalog: an unknown SKU is refused
 	// here, from the catalog view, before any command is produced.
 	lookupCtx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
-	exists, err := view.CatalogItemExists(lookupCtx, g.cfg.Pool, body.SKU)
+	exists, err := view.CatalogItemExists(lookupCtx, g.cfg.Pool, tenantOf(r), body.SKU)
 	cancel()
 	if err != nil {
 		g.unavailable(w, "catalog lookup", err)
@@ -325,11 +332,6 @@ func (g *Gateway) upsertCatalogItem(w http.ResponseWriter, r *http.Request) {
 	g.send(w, r, g.catalog.Commands, catalog.CommandUpsert, sku, data, http.StatusOK)
 }
 
-// tenantOf is the request's tenant. Until authentication lands every
-// request belongs to the tenant "default"; keys and records are already
-// scoped by it.
-func tenantOf(*http.Request) string { return "default" }
-
 // send produces a command and answers with its outcome. The waiter is
 // registered before the produce, so no reply can slip past it.
 //
@@ -358,7 +360,6 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 			ReplyTo:         g.router.Topic(),
 			Deadline:        time.Now().Add(prefs.wait),
 			Tenant:          tenant,
-			TraceParent:     r.Header.Get("traceparent"),
 			IdempotencyKey:  r.Header.Get("Idempotency-Key"),
 			ExpectedVersion: expected,
 		},
@@ -390,7 +391,9 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 	waiter := g.router.Register(cmd.CommandID)
 	defer waiter.Done()
 
+	endSend := traceSend(r.Context(), topic, &cmd) // tracing.go: sets cmd.TraceParent
 	err = g.producer.Send(produceCtx, topic, cmd)
+	endSend(err)
 	cancelProduce()
 	if err != nil {
 		if errors.Is(err, commands.ErrUnavailable) {
@@ -406,7 +409,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 		g.internal(w, "produce", err)
 		return
 	}
-	g.rememberSent(cmd.CommandID)
+	g.rememberSent(tenant, cmd.CommandID)
 	if prefs.async {
 		countCommand(commandAccepted)
 		g.accepted(w, cmd)
@@ -416,7 +419,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 	waitCtx, cancel := context.WithTimeout(r.Context(), prefs.wait)
 	defer cancel()
 	waitBegan := time.Now()
-	reply, err := waiter.Wait(waitCtx)
+	reply, err := waitTraced(waitCtx, waiter) // tracing.go: the "wait reply" span
 	observeReplyWait(waitBegan, err == nil)
 	if err == nil && reply.Outcome != envelope.Duplicate {
 		g.writeReply(w, reply, aggregateID, okStatus)
@@ -430,7 +433,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 	// sending it — or a duplicate notice: the recorded outcome answers as well
 	// as the reply would. A duplicate's first command may still be in flight:
 	// wait for its outcome within the same bound.
-	outcome, err := g.recordedOutcome(waitCtx, cmd.CommandID, err == nil)
+	outcome, err := g.recordedOutcome(waitCtx, tenant, cmd.CommandID, err == nil)
 	if err == nil {
 		g.writeReply(w, envelope.Reply{CommandID: cmd.CommandID, Outcome: outcome.Outcome, Version: outcome.Version, Body: outcome.Reply}, aggregateID, okStatus)
 		return
@@ -442,13 +445,13 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 	g.accepted(w, cmd)
 }
 
-// recordedOutcome reads commandID's outcome from the view; with poll, it
+// recordedOutcome reads tenant's commandID's outcome from the view; with poll, it
 // keeps looking until ctx ends.
-func (g *Gateway) recordedOutcome(ctx context.Context, commandID string, poll bool) (projector.Outcome, error) {
+func (g *Gateway) recordedOutcome(ctx context.Context, tenant, commandID string, poll bool) (projector.Outcome, error) {
 	for {
 		// The wait may be over already: one lookup still gets its own short bound.
 		lookupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
-		outcome, err := projector.LookupOutcome(lookupCtx, g.cfg.Pool, commandID)
+		outcome, err := projector.LookupOutcome(lookupCtx, g.cfg.Pool, tenant, commandID)
 		cancel()
 		if err == nil || !errors.Is(err, projector.ErrNoOutcome) || !poll {
 			return outcome, err
@@ -542,7 +545,7 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), prefs.wait)
 	defer cancel()
 	for {
-		body, version, err := view.GetOrder(context.WithoutCancel(ctx), g.cfg.Pool, id)
+		body, version, err := view.GetOrder(context.WithoutCancel(ctx), g.cfg.Pool, tenantOf(r), id)
 		switch {
 		case errors.Is(err, view.ErrNotFound) && minVersion == 0:
 			writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found", Status: http.StatusNotFound})
@@ -558,6 +561,10 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 		}
 		select {
 		case <-ctx.Done():
+			if errors.Is(err, view.ErrNotFound) { // still no such order (of this tenant): not a version to wait for
+				writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found", Status: http.StatusNotFound})
+				return
+			}
 			writeProblem(w, &envelope.Problem{Type: "version-not-reached", Title: "the view has not reached that version yet", Status: http.StatusGatewayTimeout})
 			return
 		case <-time.After(20 * time.Millisecond):
@@ -569,7 +576,7 @@ func (g *Gateway) commandStatus(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "commandId")
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
 	defer cancel()
-	outcome, err := projector.LookupOutcome(ctx, g.cfg.Pool, id)
+	outcome, err := projector.LookupOutcome(ctx, g.cfg.Pool, tenantOf(r), id)
 	switch {
 	case err == nil:
 		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(outcome.Version, 10)))
@@ -592,9 +599,9 @@ func (g *Gateway) commandStatus(w http.ResponseWriter, r *http.Request) {
 		g.unavailable(w, "command status", err)
 		return
 	}
-	pending := g.wasSent(id)
+	pending := g.wasSent(tenantOf(r), id)
 	if !pending {
-		if pending, err = g.isPending(ctx, id); err != nil {
+		if pending, err = g.isPending(ctx, tenantOf(r), id); err != nil {
 			g.unavailable(w, "command status", err)
 			return
 		}
@@ -631,7 +638,7 @@ func (g *Gateway) validItems(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
 	defer cancel()
-	body, err := view.ValidItemsPage(ctx, g.cfg.Pool, id, after, limit)
+	body, err := view.ValidItemsPage(ctx, g.cfg.Pool, tenantOf(r), id, after, limit)
 	switch {
 	case errors.Is(err, view.ErrNotFound):
 		writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found", Status: http.StatusNotFound})
@@ -646,7 +653,7 @@ func (g *Gateway) validItems(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) listCatalog(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
 	defer cancel()
-	body, err := view.ListCatalog(ctx, g.cfg.Pool)
+	body, err := view.ListCatalog(ctx, g.cfg.Pool, tenantOf(r))
 	if err != nil {
 		g.unavailable(w, "catalog view", err)
 		return

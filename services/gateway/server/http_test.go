@@ -13,7 +13,8 @@ import (
 // TestMethodNotAllowedListsAllow: a 405 names the methods the path serves.
 func TestMethodNotAllowedListsAllow(t *testing.T) {
 	t.Parallel()
-	routes := (&Gateway{}).routes()
+	a := newTestAuth(t)
+	routes := (&Gateway{cfg: Config{Auth: a.v}}).routes()
 	for path, want := range map[string]string{
 		"/v1/catalog":            "GET",
 		"/v1/orders/o-1":         "GET",
@@ -21,7 +22,7 @@ func TestMethodNotAllowedListsAllow(t *testing.T) {
 		"/v1/orders":             "POST",
 	} {
 		rec := httptest.NewRecorder()
-		routes.ServeHTTP(rec, httptest.NewRequest("TRACE", path, nil))
+		routes.ServeHTTP(rec, a.authorize(httptest.NewRequest("TRACE", path, nil), "acme"))
 		if rec.Code != http.StatusMethodNotAllowed {
 			t.Errorf("TRACE %s: %d, want 405", path, rec.Code)
 		}
@@ -35,7 +36,8 @@ func TestMethodNotAllowedListsAllow(t *testing.T) {
 // repeated, too long or not visible ASCII is a 400 before anything runs.
 func TestMalformedIdempotencyKeyRefused(t *testing.T) {
 	t.Parallel()
-	routes := (&Gateway{}).routes()
+	a := newTestAuth(t)
+	routes := (&Gateway{cfg: Config{Auth: a.v}}).routes()
 	for name, keys := range map[string][]string{
 		"empty":     {""},
 		"repeated":  {"a", "b"},
@@ -45,6 +47,7 @@ func TestMalformedIdempotencyKeyRefused(t *testing.T) {
 	} {
 		req := httptest.NewRequest(http.MethodPost, "/v1/orders", strings.NewReader(`{"customerId":"c"}`))
 		req.Header.Set("Content-Type", "application/json")
+		a.authorize(req, "acme")
 		for _, k := range keys {
 			req.Header.Add("Idempotency-Key", k)
 		}

@@ -42,7 +42,8 @@ type hub struct {
 	pool  *pgxpool.Pool
 	topic string // the event topic whose aggregates are streamed
 	log   *slog.Logger
-	// read returns the view of an aggregate and its version.
+	// read returns the view of an aggregate and its version. Aggregates are
+	// named by their envelope.StreamKey (tenant and ID) throughout the hub.
 	read func(ctx context.Context, id string) (json.RawMessage, int64, error)
 
 	mu   sync.Mutex
@@ -149,7 +150,7 @@ func (h *hub) listen(ctx context.Context) error {
 			continue
 		}
 		if notice.Topic == h.topic {
-			h.broadcast(ctx, notice.AggregateID)
+			h.broadcast(ctx, notice.Stream)
 		}
 	}
 }

@@ -12,7 +12,8 @@ import (
 // TestHTTPMetricsByRoutePattern: a request is counted under its route
 // pattern and status, never its raw path; an unrouted one as "unmatched".
 func TestHTTPMetricsByRoutePattern(t *testing.T) {
-	routes := (&Gateway{}).routes()
+	a := newTestAuth(t)
+	routes := (&Gateway{cfg: Config{Auth: a.v}}).routes()
 	count := func(route, method, status string) float64 {
 		return testutil.ToFloat64(httpRequests.WithLabelValues(route, method, status))
 	}
@@ -21,7 +22,7 @@ func TestHTTPMetricsByRoutePattern(t *testing.T) {
 		httptest.NewRequest(http.MethodGet, "/healthz", nil),
 		httptest.NewRequest(http.MethodGet, "/healthz", nil),
 		httptest.NewRequest(http.MethodGet, "/no/such/thing-42", nil),
-		httptest.NewRequest("BREW", "/v1/orders/o-1", nil),
+		a.authorize(httptest.NewRequest("BREW", "/v1/orders/o-1", nil), "acme"),
 	} {
 		routes.ServeHTTP(httptest.NewRecorder(), req)
 	}

@@ -27,7 +27,7 @@ func TestGatewayRegistry(t *testing.T) {
 		})
 		start := func(instance string) *Gateway {
 			gw, err := New(ctx, Config{
-				InstanceID: instance, Brokers: k.Seeds, TopicPrefix: prefix, Pool: pg.Pool,
+				InstanceID: instance, Brokers: k.Seeds, TopicPrefix: prefix, Pool: pg.Pool, Auth: newTestAuth(t).v,
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 			})
 			if err != nil {

@@ -20,10 +20,12 @@ import (
 
 	"github.com/answerback/answerback/libs/domain/view"
 	"github.com/answerback/answerback/libs/pipeline/commands"
+	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/pipeline/registry"
 	"github.com/answerback/answerback/libs/pipeline/replies"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 	"github.com/answerback/answerback/libs/projector"
+	"github.com/answerback/answerback/services/gateway/auth"
 )
 
 // Config configures a Gateway.
@@ -34,6 +36,9 @@ type Config struct {
 	// TopicPrefix is put before every topic name ("" in production).
 	TopicPrefix string
 	Pool        *pgxpool.Pool
+	// Auth verifies the bearer token every /v1 request must carry; its
+	// tenant scopes everything the request touches. Required.
+	Auth *auth.Verifier
 	// DefaultWait is how long a request waits for its reply; default 5s.
 	DefaultWait time.Duration
 	// MaxWait caps Prefer: wait=N; default 30s.
@@ -96,6 +101,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Pool == nil {
 		errs = append(errs, errors.New("a database pool is required"))
+	}
+	if c.Auth == nil {
+		errs = append(errs, errors.New("a token verifier (Auth) is required: every /v1 request is authenticated"))
 	}
 	if c.DefaultWait > c.MaxWait {
 		errs = append(errs, fmt.Errorf("default wait %s exceeds max wait %s", c.DefaultWait, c.MaxWait))
@@ -178,8 +186,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	log := cfg.Logger.With("gateway", cfg.InstanceID)
 	ordersTopics := topics.For(cfg.TopicPrefix, "orders")
-	readOrder := func(ctx context.Context, id string) (json.RawMessage, int64, error) {
-		return view.GetOrder(ctx, cfg.Pool, id)
+	readOrder := func(ctx context.Context, stream string) (json.RawMessage, int64, error) {
+		tenant, id, _ := envelope.SplitStreamKey(stream)
+		return view.GetOrder(ctx, cfg.Pool, tenant, id)
 	}
 	streamsCtx, endStreams := context.WithCancel(context.Background())
 	g := &Gateway{
@@ -247,11 +256,13 @@ func (g *Gateway) ReplyTopic() string { return g.router.Topic() }
 // Stats are the reply router's counters.
 func (g *Gateway) Stats() replies.Stats { return g.router.Stats() }
 
-func (g *Gateway) rememberSent(commandID string) {
+// rememberSent notes that tenant's command was produced here, so that its
+// status is "pending" (not unknown) until its outcome is recorded.
+func (g *Gateway) rememberSent(tenant, commandID string) {
 	g.sentMu.Lock()
 	defer g.sentMu.Unlock()
 	now := time.Now()
-	g.sent[commandID] = now
+	g.sent[tenant+"/"+commandID] = now
 	if len(g.sent) > 100_000 {
 		for id, at := range g.sent {
 			if now.Sub(at) > time.Hour {
@@ -261,10 +272,10 @@ func (g *Gateway) rememberSent(commandID string) {
 	}
 }
 
-func (g *Gateway) wasSent(commandID string) bool {
+func (g *Gateway) wasSent(tenant, commandID string) bool {
 	g.sentMu.Lock()
 	defer g.sentMu.Unlock()
-	_, ok := g.sent[commandID]
+	_, ok := g.sent[tenant+"/"+commandID]
 	return ok
 }
 

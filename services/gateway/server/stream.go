@@ -46,7 +46,7 @@ func (g *Gateway) streamOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	body, version, err := view.GetOrder(ctx, g.cfg.Pool, id)
+	body, version, err := view.GetOrder(ctx, g.cfg.Pool, tenantOf(r), id)
 	switch {
 	case err == nil:
 	case errors.Is(err, view.ErrNotFound):
@@ -58,7 +58,8 @@ func (g *Gateway) streamOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	// Registered before catching up: a change that commits from now on
 	// comes through the hub, one before through the catch-up below.
-	sub := g.hub.subscribe(id, version)
+	stream := envelope.StreamKey(tenantOf(r), id) // the hub's name of this order
+	sub := g.hub.subscribe(stream, version)
 	defer g.hub.unsubscribe(sub)
 
 	rc := http.NewResponseController(w)
@@ -82,12 +83,12 @@ func (g *Gateway) streamOrder(w http.ResponseWriter, r *http.Request) {
 	first := []frame{snapshotFrame(body, version)}
 	if resumeAfter >= 0 && resumeAfter <= version {
 		sent = resumeAfter
-		if first, err = g.hub.framesAfter(ctx, id, resumeAfter); err != nil {
+		if first, err = g.hub.framesAfter(ctx, stream, resumeAfter); err != nil {
 			g.log.Warn("live view: reading changes", "order", id, "err", err)
 			return
 		}
 	}
-	catchUp, err := g.hub.framesAfter(ctx, id, version)
+	catchUp, err := g.hub.framesAfter(ctx, stream, version)
 	if err != nil {
 		g.log.Warn("live view: reading changes", "order", id, "err", err)
 		return

@@ -43,9 +43,9 @@ func Projection(prefix string) projector.Projection {
 		},
 		Reply: func(ctx context.Context, tx pgx.Tx, topic string, ev envelope.Event) (json.RawMessage, error) {
 			if topic == c.Events {
-				return view.CatalogReply(ctx, tx, ev.CommandID, ev.AggregateID)
+				return view.CatalogReply(ctx, tx, ev.Tenant, ev.CommandID, ev.AggregateID)
 			}
-			return view.OrderReply(ctx, tx, ev.CommandID, ev.AggregateID)
+			return view.OrderReply(ctx, tx, ev.Tenant, ev.CommandID, ev.AggregateID)
 		},
 	}
 }

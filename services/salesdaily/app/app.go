@@ -1,8 +1,9 @@
 // Package app is the sales-daily service, an example of a downstream
 // consumer of the pipeline's events: it reads orders.events and
 // catalog.events on a consumer group of its own and keeps units and revenue
-// sold per UTC day and SKU in PostgreSQL (table daily_sales), exactly once
-// although Kafka delivers at least once (see Sales).
+// sold per tenant, UTC day and SKU in PostgreSQL (table daily_sales), exactly
+// once although Kafka delivers at least once (see Sales). Tenants' data never
+// meet: every table is keyed by tenant first (see Migrate).
 package app
 
 import (

@@ -31,38 +31,45 @@ type stream struct {
 	want      []string      // daily_sales, as dailySales prints it
 }
 
-// newStream makes 40 orders from 22:00 UTC on 1 March to past midnight, on
-// five SKUs, two of them repriced in between and one priced in USD: items
-// added and removed, three in five orders submitted, one cancelled, one left
-// open; one order holds a poison record. Aborted transactions hold a submit
-// of an open order and a price that would change every revenue.
+// newStream makes, for each of two tenants, 40 orders from 22:00 UTC on
+// 1 March to past midnight, on five SKUs, two of them repriced in between
+// and one priced in USD: items added and removed, three in five orders
+// submitted, one cancelled, one left open; one order holds a poison record.
+// The tenants use the same order IDs and SKUs, at different prices, and
+// their events are interleaved. Aborted transactions hold a submit of each
+// open order and a price that would change every revenue.
 func newStream(ordersTopic, catalogTopic string) stream {
 	var s stream
 	rng := rand.New(rand.NewPCG(1, 2))
 	base := time.Date(2026, 3, 1, 22, 0, 0, 0, time.UTC)
 	skus := []string{"apple", "pear", "plum", "fig", "kiwi"}
+	tenants := []string{"acme", "globex"}
 	type priced struct {
 		from  time.Time
 		cents int64
 		cur   string
 	}
-	prices := map[string][]priced{}
-	catalogVersion := map[string]int64{}
-	upsert := func(sku string, at time.Time, cents int64, cur string) {
-		catalogVersion[sku]++
-		prices[sku] = append(prices[sku], priced{at, cents, cur})
-		s.committed = append(s.committed, event(catalogTopic, sku, catalogVersion[sku], catalog.EventItemUpserted, at, price(sku, cents, cur)))
+	type item struct{ tenant, sku string }
+	prices := map[item][]priced{}
+	catalogVersion := map[item]int64{}
+	upsert := func(tenant, sku string, at time.Time, cents int64, cur string) {
+		it := item{tenant, sku}
+		catalogVersion[it]++
+		prices[it] = append(prices[it], priced{at, cents, cur})
+		s.committed = append(s.committed, eventOf(tenant, catalogTopic, sku, catalogVersion[it], catalog.EventItemUpserted, at, price(sku, cents, cur)))
 	}
-	for i, sku := range skus {
-		cur := "EUR"
-		if sku == "kiwi" {
-			cur = "USD"
+	for t, tenant := range tenants {
+		for i, sku := range skus {
+			cur := "EUR"
+			if sku == "kiwi" {
+				cur = "USD"
+			}
+			upsert(tenant, sku, base.Add(-time.Hour), int64(100*(i+1)+7*t), cur)
 		}
-		upsert(sku, base.Add(-time.Hour), int64(100*(i+1)), cur)
 	}
-	priceAt := func(sku string, at time.Time) priced {
+	priceAt := func(tenant, sku string, at time.Time) priced {
 		var p priced
-		for _, q := range prices[sku] {
+		for _, q := range prices[item{tenant, sku}] {
 			if !q.from.After(at) {
 				p = q
 			}
@@ -72,54 +79,59 @@ func newStream(ordersTopic, catalogTopic string) stream {
 	want := map[string][2]int64{}
 	for i := range 40 {
 		id := fmt.Sprintf("o-%02d", i)
-		at := base.Add(time.Duration(i) * 4 * time.Minute)
-		if i == 20 { // repriced at 23:20, between orders
-			upsert("apple", at.Add(-time.Second), 120, "EUR")
-			upsert("pear", at.Add(-time.Second), 90, "EUR")
-		}
-		v := int64(0)
-		add := func(typ string, data any) {
-			v++
-			at = at.Add(time.Second)
-			s.committed = append(s.committed, event(ordersTopic, id, v, typ, at, data))
-		}
-		add(orders.EventCreated, orders.Created{OrderID: id, CustomerID: "c-" + id, Currency: "EUR"})
-		lines := map[string]int64{}
-		for range 1 + rng.IntN(4) {
-			sku, q := skus[rng.IntN(len(skus))], int64(1+rng.IntN(5))
-			lines[sku] += q
-			add(orders.EventItemAdded, orders.ItemAdded{SKU: sku, Quantity: q})
-		}
-		if i%7 == 0 {
-			for sku := range lines {
-				delete(lines, sku)
-				add(orders.EventItemRemoved, orders.ItemRemoved{SKU: sku})
-				break
+		for t, tenant := range tenants {
+			at := base.Add(time.Duration(i) * 4 * time.Minute)
+			if i == 20 { // repriced at 23:20, between orders
+				upsert(tenant, "apple", at.Add(-time.Second), int64(120+50*t), "EUR")
+				if t == 0 {
+					upsert(tenant, "pear", at.Add(-time.Second), 90, "EUR")
+				}
 			}
-			add(orders.EventItemAdded, orders.ItemAdded{SKU: "fig", Quantity: 2})
-			lines["fig"] += 2
-		}
-		if i == 12 { // poison: data the contract does not allow; skipped, a gap follows
-			poison := event(ordersTopic, id, v+1, orders.EventItemAdded, at, orders.ItemAdded{SKU: "apple", Quantity: 3})
-			poison.Value = []byte(`{"sku":"apple","quantity":"three"}`)
-			s.committed = append(s.committed, poison)
-			v++
-		}
-		switch i % 5 {
-		case 0, 1, 2:
-			add(orders.EventSubmitted, orders.Submitted{})
-			for sku, q := range lines {
-				p := priceAt(sku, at)
-				key := at.Format(time.DateOnly) + " " + sku + " " + p.cur
-				want[key] = [2]int64{want[key][0] + q, want[key][1] + q*p.cents}
+			v := int64(0)
+			add := func(typ string, data any) {
+				v++
+				at = at.Add(time.Second)
+				s.committed = append(s.committed, eventOf(tenant, ordersTopic, id, v, typ, at, data))
 			}
-		case 3:
-			add(orders.EventCancelled, orders.Cancelled{})
-		default: // left open; a submit that was aborted
-			s.aborted = append(s.aborted, event(ordersTopic, id, v+1, orders.EventSubmitted, at, orders.Submitted{}))
+			add(orders.EventCreated, orders.Created{OrderID: id, CustomerID: "c-" + id, Currency: "EUR"})
+			lines := map[string]int64{}
+			for range 1 + rng.IntN(4) {
+				sku, q := skus[rng.IntN(len(skus))], int64(1+rng.IntN(5))
+				lines[sku] += q
+				add(orders.EventItemAdded, orders.ItemAdded{SKU: sku, Quantity: q})
+			}
+			if i%7 == 0 {
+				for sku := range lines {
+					delete(lines, sku)
+					add(orders.EventItemRemoved, orders.ItemRemoved{SKU: sku})
+					break
+				}
+				add(orders.EventItemAdded, orders.ItemAdded{SKU: "fig", Quantity: 2})
+				lines["fig"] += 2
+			}
+			if i == 12 && t == 0 { // poison: data the contract does not allow; skipped, a gap follows
+				poison := eventOf(tenant, ordersTopic, id, v+1, orders.EventItemAdded, at, orders.ItemAdded{SKU: "apple", Quantity: 3})
+				poison.Value = []byte(`{"sku":"apple","quantity":"three"}`)
+				s.committed = append(s.committed, poison)
+				v++
+			}
+			switch (i + t) % 5 { // the same order ID fares differently in each tenant
+			case 0, 1, 2:
+				add(orders.EventSubmitted, orders.Submitted{})
+				for sku, q := range lines {
+					p := priceAt(tenant, sku, at)
+					key := "[" + tenant + "] " + at.Format(time.DateOnly) + " " + sku + " " + p.cur
+					want[key] = [2]int64{want[key][0] + q, want[key][1] + q*p.cents}
+				}
+			case 3:
+				add(orders.EventCancelled, orders.Cancelled{})
+			default: // left open; a submit that was aborted
+				s.aborted = append(s.aborted, eventOf(tenant, ordersTopic, id, v+1, orders.EventSubmitted, at, orders.Submitted{}))
+			}
 		}
 	}
-	s.aborted = append(s.aborted, event(catalogTopic, "apple", catalogVersion["apple"]+1, catalog.EventItemUpserted, base.Add(-2*time.Hour), price("apple", 1, "EUR")))
+	it := item{tenants[0], "apple"}
+	s.aborted = append(s.aborted, eventOf(it.tenant, catalogTopic, it.sku, catalogVersion[it]+1, catalog.EventItemUpserted, base.Add(-2*time.Hour), price("apple", 1, "EUR")))
 	for k, qr := range want {
 		s.want = append(s.want, fmt.Sprintf("%s: %d %d", k, qr[0], qr[1]))
 	}

@@ -50,7 +50,8 @@ func (d itemRemoved) Validate() error {
 	return nil
 }
 
-// item is catalog.item-upserted.v1's data; the SKU is the aggregate ID.
+// item is catalog.item-upserted.v1's data; the SKU is the aggregate ID (a
+// catalog item of the event's tenant: tenants may use the same SKUs).
 type item struct {
 	UnitPrice *int64 `json:"unitPrice"`
 	Currency  string `json:"currency"`
@@ -63,7 +64,12 @@ func (d item) Validate() error {
 	return nil
 }
 
-// Sales keeps daily sales per SKU from the order and catalog events.
+// Sales keeps daily sales per tenant and SKU from the order and catalog
+// events.
+//
+// Everything is kept per tenant (the events' Meta.Tenant): an order's lines
+// are priced only by its own tenant's catalog, whose SKUs and prices may be
+// other tenants' too, and counted in its tenant's daily_sales rows.
 //
 // It keeps every catalog price with the time it was decided, and each open
 // order's lines. When an order is submitted, each line's quantity and
@@ -116,7 +122,7 @@ func (s *Sales) Handle(ctx context.Context, rec *kgo.Record) error {
 		}
 		if v.Missed > 0 {
 			s.log.Warn("version gap: events of this aggregate were never applied", "topic", ev.Topic,
-				"aggregate", ev.AggregateID, "version", ev.Version, "previous", v.Previous, "missed", v.Missed)
+				"tenant", ev.Tenant, "aggregate", ev.AggregateID, "version", ev.Version, "previous", v.Previous, "missed", v.Missed)
 		}
 		if apply == nil {
 			return nil
@@ -130,18 +136,19 @@ func (s *Sales) changeFor(ev consumer.Event[json.RawMessage]) (change, error) {
 	switch {
 	case ev.Topic == s.orders && ev.Type == eventItemAdded:
 		d, err := consumer.As[itemAdded](ev)
-		return func(ctx context.Context, tx pgx.Tx) error { return addLine(ctx, tx, ev.AggregateID, d.Data) }, err
+		return func(ctx context.Context, tx pgx.Tx) error { return addLine(ctx, tx, ev.Meta, d.Data) }, err
 	case ev.Topic == s.orders && ev.Type == eventItemRemoved:
 		d, err := consumer.As[itemRemoved](ev)
 		return func(ctx context.Context, tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `DELETE FROM sales_open_lines WHERE order_id = $1 AND sku = $2`, ev.AggregateID, d.Data.SKU)
+			_, err := tx.Exec(ctx, `DELETE FROM sales_open_lines WHERE tenant = $1 AND order_id = $2 AND sku = $3`,
+				ev.Tenant, ev.AggregateID, d.Data.SKU)
 			return err
 		}, err
 	case ev.Topic == s.orders && ev.Type == eventSubmitted:
-		return func(ctx context.Context, tx pgx.Tx) error { return submit(ctx, tx, ev.AggregateID, ev.Time) }, nil
+		return func(ctx context.Context, tx pgx.Tx) error { return submit(ctx, tx, ev.Meta) }, nil
 	case ev.Topic == s.orders && ev.Type == eventCancelled:
 		return func(ctx context.Context, tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `DELETE FROM sales_open_lines WHERE order_id = $1`, ev.AggregateID)
+			_, err := tx.Exec(ctx, `DELETE FROM sales_open_lines WHERE tenant = $1 AND order_id = $2`, ev.Tenant, ev.AggregateID)
 			return err
 		}, nil
 	case ev.Topic == s.catalog && ev.Type == eventItemUpserted:
@@ -151,73 +158,77 @@ func (s *Sales) changeFor(ev consumer.Event[json.RawMessage]) (change, error) {
 	return nil, nil // orders.created.v1, and types this service does not know
 }
 
-func addLine(ctx context.Context, tx pgx.Tx, orderID string, d itemAdded) error {
+// addLine adds an item-added event's quantity to its order's open line.
+func addLine(ctx context.Context, tx pgx.Tx, m consumer.Meta, d itemAdded) error {
 	_, err := tx.Exec(ctx, `
-		INSERT INTO sales_open_lines AS l (order_id, sku, quantity) VALUES ($1, $2, $3)
-		ON CONFLICT (order_id, sku) DO UPDATE SET quantity = l.quantity + EXCLUDED.quantity`,
-		orderID, d.SKU, d.Quantity)
+		INSERT INTO sales_open_lines AS l (tenant, order_id, sku, quantity) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (tenant, order_id, sku) DO UPDATE SET quantity = l.quantity + EXCLUDED.quantity`,
+		m.Tenant, m.AggregateID, d.SKU, d.Quantity)
 	return err
 }
 
-// submit moves the order's open lines to sales_lines, each priced at the
-// price in force at the submit time, and adds them to daily_sales: one
-// statement. Rows are written in SKU order, so that two transactions
-// (overlapping owners) lock daily_sales rows in the same order.
-func submit(ctx context.Context, tx pgx.Tx, orderID string, at time.Time) error {
+// submit moves the order m names (its tenant's) from its open lines to
+// sales_lines, each priced at its tenant's price in force at the submit
+// time, and adds them to its tenant's daily_sales: one statement. Rows are
+// written in SKU order, so that two transactions (overlapping owners) lock
+// daily_sales rows in the same order.
+func submit(ctx context.Context, tx pgx.Tx, m consumer.Meta) error {
 	_, err := tx.Exec(ctx, `
 		WITH moved AS (
-			DELETE FROM sales_open_lines WHERE order_id = $1 RETURNING sku, quantity
+			DELETE FROM sales_open_lines WHERE tenant = $1 AND order_id = $2 RETURNING sku, quantity
 		), sold AS (
-			INSERT INTO sales_lines (order_id, sku, day, submitted_at, quantity, unit_price, currency, price_from, price_version)
-			SELECT $1, m.sku, $2::date, $3, m.quantity, p.unit_price, coalesce(p.currency, ''), p.valid_from, p.version
+			INSERT INTO sales_lines (tenant, order_id, sku, day, submitted_at, quantity, unit_price, currency, price_from, price_version)
+			SELECT $1, $2, m.sku, $3::date, $4, m.quantity, p.unit_price, coalesce(p.currency, ''), p.valid_from, p.version
 			FROM moved m LEFT JOIN LATERAL (
 				SELECT unit_price, currency, valid_from, version FROM sales_prices
-				WHERE sku = m.sku AND valid_from <= $3
+				WHERE tenant = $1 AND sku = m.sku AND valid_from <= $4
 				ORDER BY valid_from DESC, version DESC LIMIT 1
 			) p ON true
 			RETURNING day, sku, currency, quantity, quantity * coalesce(unit_price, 0) AS revenue
 		)
-		INSERT INTO daily_sales AS d (day, sku, currency, quantity, revenue)
-		SELECT day, sku, currency, quantity, revenue FROM sold ORDER BY sku
-		ON CONFLICT (day, sku, currency) DO UPDATE
+		INSERT INTO daily_sales AS d (tenant, day, sku, currency, quantity, revenue)
+		SELECT $1, day, sku, currency, quantity, revenue FROM sold ORDER BY sku
+		ON CONFLICT (tenant, day, sku, currency) DO UPDATE
 		SET quantity = d.quantity + EXCLUDED.quantity, revenue = d.revenue + EXCLUDED.revenue`,
-		orderID, at.UTC().Format(time.DateOnly), at)
+		m.Tenant, m.AggregateID, m.Time.UTC().Format(time.DateOnly), m.Time)
 	if err != nil {
-		return fmt.Errorf("submitting %s: %w", orderID, err)
+		return fmt.Errorf("submitting %q's %s: %w", m.Tenant, m.AggregateID, err)
 	}
 	return nil
 }
 
-// setPrice records a catalog price from its event's time on. Lines sold at
-// or after that time that were priced from an older price (or none) — the
-// catalog event came late — take this price, and their days' totals for the
-// SKU are summed again from sales_lines.
+// setPrice records a tenant's catalog price from its event's time on. That
+// tenant's lines sold at or after that time that were priced from an older
+// price (or none) — the catalog event came late — take this price, and their
+// days' totals for the SKU are summed again from sales_lines. Other tenants'
+// lines of the same SKU are not touched.
 func setPrice(ctx context.Context, tx pgx.Tx, m consumer.Meta, d item) error {
-	sku := m.AggregateID
+	tenant, sku := m.Tenant, m.AggregateID
 	if _, err := tx.Exec(ctx, `
-		INSERT INTO sales_prices (sku, version, valid_from, unit_price, currency) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (sku, version) DO NOTHING`, sku, m.Version, m.Time, *d.UnitPrice, d.Currency); err != nil {
-		return fmt.Errorf("price of %s: %w", sku, err)
+		INSERT INTO sales_prices (tenant, sku, version, valid_from, unit_price, currency) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (tenant, sku, version) DO NOTHING`, tenant, sku, m.Version, m.Time, *d.UnitPrice, d.Currency); err != nil {
+		return fmt.Errorf("price of %q's %s: %w", tenant, sku, err)
 	}
 	rows, err := tx.Query(ctx, `
-		UPDATE sales_lines SET unit_price = $4, currency = $5, price_from = $2, price_version = $3
-		WHERE sku = $1 AND submitted_at >= $2 AND (price_from IS NULL OR (price_from, price_version) < ($2, $3))
-		RETURNING day`, sku, m.Time, m.Version, *d.UnitPrice, d.Currency)
+		UPDATE sales_lines SET unit_price = $5, currency = $6, price_from = $3, price_version = $4
+		WHERE tenant = $1 AND sku = $2 AND submitted_at >= $3 AND (price_from IS NULL OR (price_from, price_version) < ($3, $4))
+		RETURNING day`, tenant, sku, m.Time, m.Version, *d.UnitPrice, d.Currency)
 	if err != nil {
-		return fmt.Errorf("repricing %s: %w", sku, err)
+		return fmt.Errorf("repricing %q's %s: %w", tenant, sku, err)
 	}
 	days, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
 	if err != nil || len(days) == 0 {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM daily_sales WHERE sku = $1 AND day = ANY($2)`, sku, days); err != nil {
-		return fmt.Errorf("repricing %s: %w", sku, err)
+	if _, err := tx.Exec(ctx, `DELETE FROM daily_sales WHERE tenant = $1 AND sku = $2 AND day = ANY($3)`, tenant, sku, days); err != nil {
+		return fmt.Errorf("repricing %q's %s: %w", tenant, sku, err)
 	}
 	if _, err := tx.Exec(ctx, `
-		INSERT INTO daily_sales (day, sku, currency, quantity, revenue)
-		SELECT day, sku, currency, sum(quantity), sum(quantity * coalesce(unit_price, 0)) FROM sales_lines
-		WHERE sku = $1 AND day = ANY($2) GROUP BY day, sku, currency ORDER BY day, currency`, sku, days); err != nil {
-		return fmt.Errorf("repricing %s: %w", sku, err)
+		INSERT INTO daily_sales (tenant, day, sku, currency, quantity, revenue)
+		SELECT tenant, day, sku, currency, sum(quantity), sum(quantity * coalesce(unit_price, 0)) FROM sales_lines
+		WHERE tenant = $1 AND sku = $2 AND day = ANY($3) GROUP BY tenant, day, sku, currency ORDER BY day, currency`,
+		tenant, sku, days); err != nil {
+		return fmt.Errorf("repricing %q's %s: %w", tenant, sku, err)
 	}
 	return nil
 }

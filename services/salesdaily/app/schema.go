@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -12,30 +13,40 @@ import (
 
 // schema is the service's own read model. Its tables start with sales_ (and
 // daily_sales) so that it may share a database with the pipeline's views.
-const schema = `
+//
+// Every row belongs to a tenant (the events' ce_tenant, consumer.Meta.Tenant)
+// and every key starts with it: two tenants may use the same order IDs and
+// SKUs, at different prices, and their rows never meet. The empty tenant is
+// that of events from before tenants (a bare record key and no ce_tenant),
+// as in the consumer Guard's consumer_versions.
+//
+// Tables from before tenants are upgraded in place (see upgrade).
+var schema = `
 -- Every catalog price, from the time its event was decided (ce_time).
 CREATE TABLE IF NOT EXISTS sales_prices (
+	tenant     text        NOT NULL DEFAULT '',
 	sku        text        NOT NULL,
 	version    bigint      NOT NULL, -- the catalog item's version
 	valid_from timestamptz NOT NULL,
 	unit_price bigint      NOT NULL, -- minor units of currency
 	currency   text        NOT NULL,
-	PRIMARY KEY (sku, version)
+	PRIMARY KEY (tenant, sku, version)
 );
-CREATE INDEX IF NOT EXISTS sales_prices_by_time ON sales_prices (sku, valid_from);
 
 -- The lines of orders not yet submitted or cancelled.
 CREATE TABLE IF NOT EXISTS sales_open_lines (
+	tenant   text   NOT NULL DEFAULT '',
 	order_id text   NOT NULL,
 	sku      text   NOT NULL,
 	quantity bigint NOT NULL,
-	PRIMARY KEY (order_id, sku)
+	PRIMARY KEY (tenant, order_id, sku)
 );
 
 -- Every line sold, with the price it was counted at: kept so that a price
 -- that arrives late (catalog.events lagging behind orders.events) corrects
 -- the revenue it should have set.
 CREATE TABLE IF NOT EXISTS sales_lines (
+	tenant        text        NOT NULL DEFAULT '',
 	order_id      text        NOT NULL,
 	sku           text        NOT NULL,
 	day           date        NOT NULL,
@@ -45,26 +56,77 @@ CREATE TABLE IF NOT EXISTS sales_lines (
 	currency      text        NOT NULL,     -- '' while unpriced
 	price_from    timestamptz,              -- valid_from and version of the price used
 	price_version bigint,
-	PRIMARY KEY (order_id, sku)
+	PRIMARY KEY (tenant, order_id, sku)
 );
-CREATE INDEX IF NOT EXISTS sales_lines_by_sku ON sales_lines (sku, submitted_at);
 
--- Units and revenue sold per UTC day (of the submit event's ce_time) and SKU.
+-- Units and revenue sold per tenant, UTC day (of the submit event's ce_time)
+-- and SKU.
 CREATE TABLE IF NOT EXISTS daily_sales (
+	tenant   text   NOT NULL DEFAULT '',
 	day      date   NOT NULL,
 	sku      text   NOT NULL,
 	currency text   NOT NULL, -- '' for units whose price is not known yet
 	quantity bigint NOT NULL,
 	revenue  bigint NOT NULL, -- minor units of currency
-	PRIMARY KEY (day, sku, currency)
-);`
+	PRIMARY KEY (tenant, day, sku, currency)
+);
+` + upgrade + `
+CREATE INDEX IF NOT EXISTS sales_prices_by_tenant_time ON sales_prices (tenant, sku, valid_from);
+CREATE INDEX IF NOT EXISTS sales_lines_by_tenant_sku ON sales_lines (tenant, sku, submitted_at);`
+
+// upgrade brings tables from before tenants to the schema above, in place
+// and idempotently: each gets the tenant column, its existing rows the empty
+// tenant (they were built from events without one, and the events of those
+// aggregates that are still to come have none either), and a primary key
+// that starts with the tenant. The indexes that had no tenant are dropped
+// (the schema creates their successors).
+var upgrade = `
+ALTER TABLE sales_prices     ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT '';
+ALTER TABLE sales_open_lines ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT '';
+ALTER TABLE sales_lines      ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT '';
+ALTER TABLE daily_sales      ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT '';
+` + primaryKey("sales_prices", "tenant", "sku", "version") +
+	primaryKey("sales_open_lines", "tenant", "order_id", "sku") +
+	primaryKey("sales_lines", "tenant", "order_id", "sku") +
+	primaryKey("daily_sales", "tenant", "day", "sku", "currency") + `
+DROP INDEX IF EXISTS sales_prices_by_time;
+DROP INDEX IF EXISTS sales_lines_by_sku;`
+
+// primaryKey is a statement that makes cols the primary key of table when
+// it is anything else (as the one from before tenants): it drops the key
+// there is, whatever its name, and adds the new one. table and cols are
+// names of this schema, not input.
+func primaryKey(table string, cols ...string) string {
+	return fmt.Sprintf(`
+DO $$
+DECLARE
+	pk   name;
+	cols text[];
+BEGIN
+	SELECT c.conname, array_agg(a.attname::text ORDER BY k.ord) INTO pk, cols
+	FROM pg_constraint c
+	CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+	JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+	WHERE c.conrelid = '%[1]s'::regclass AND c.contype = 'p'
+	GROUP BY c.conname;
+	IF cols IS DISTINCT FROM ARRAY['%[2]s'] THEN
+		IF pk IS NOT NULL THEN
+			EXECUTE format('ALTER TABLE %[1]s DROP CONSTRAINT %%I', pk);
+		END IF;
+		ALTER TABLE %[1]s ADD PRIMARY KEY (%[3]s);
+	END IF;
+END $$;
+`, table, strings.Join(cols, "', '"), strings.Join(cols, ", "))
+}
 
 // schemaLockKey serialises Migrate across processes ("salesday" in ASCII).
 const schemaLockKey int64 = 0x73616c6573646179
 
 // Migrate creates the service's tables and the consumer Guard's when
-// missing; concurrent callers serialise on an advisory lock. The schema has
-// one version: a change to it will need numbered migrations.
+// missing, and upgrades them from the schema before tenants (their rows get
+// the empty tenant: see schema); concurrent callers serialise on an advisory
+// lock, and running it again changes nothing. A further change of the schema
+// should be made the same way, idempotent, or with numbered migrations.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := consumer.EnsureSchema(ctx, pool); err != nil {
 		return err

@@ -15,6 +15,29 @@ export class ProblemError extends Error {
 
 const listeners = new Set();
 
+// The bearer token every /v1 request carries. make run prints the console's
+// address with one in the fragment (#token=…), which never reaches a server;
+// it is kept for this tab only and taken out of the address bar.
+const TOKEN_KEY = 'answerback.token';
+{
+  const fromFragment = new URLSearchParams(location.hash.slice(1)).get('token');
+  if (fromFragment) {
+    sessionStorage.setItem(TOKEN_KEY, fromFragment);
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+}
+
+/** token is the bearer token in use ('' when none). */
+export function token() {
+  return sessionStorage.getItem(TOKEN_KEY) ?? '';
+}
+
+/** setToken replaces the bearer token for this tab. */
+export function setToken(value) {
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
 /** onRequest calls fn({method, path, status, gateway, ms}) after every request. */
 export function onRequest(fn) {
   listeners.add(fn);
@@ -26,6 +49,7 @@ export function onRequest(fn) {
  */
 export async function request(method, path, body) {
   const init = { method, headers: { Accept: 'application/json, application/problem+json' } };
+  if (token()) init.headers.Authorization = `Bearer ${token()}`;
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);

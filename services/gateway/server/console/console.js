@@ -2,7 +2,7 @@
 // its commands, and follow it live. The order shown is the newest version
 // seen, whether it came in a command's reply or on the live stream.
 
-import { ProblemError, onRequest, orderPath, request } from './api.js';
+import { ProblemError, onRequest, orderPath, request, setToken, token } from './api.js';
 import { watch } from './live.js';
 
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
@@ -256,6 +256,12 @@ for (const b of document.querySelectorAll('[data-action]')) {
 }
 
 $('catalog-refresh').addEventListener('click', () => act(loadCatalog));
+$('token').value = token();
+$('token-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  setToken($('token').value.trim());
+  act(loadCatalog);
+});
 
 act(async () => {
   await loadCatalog();

@@ -2,7 +2,7 @@
 // browser's EventSource, which reconnects by itself and resumes with
 // Last-Event-ID, so no change is lost while it is away.
 
-import { orderPath } from './api.js';
+import { orderPath, token } from './api.js';
 
 /** The event names the stream sends: the snapshot, then one per change type. */
 const EVENTS = ['snapshot', 'created', 'item-added', 'item-removed', 'submitted', 'cancelled'];
@@ -14,7 +14,9 @@ const EVENTS = ['snapshot', 'created', 'item-added', 'item-removed', 'submitted'
  * that closes the stream.
  */
 export function watch(id, { onEvent, onState }) {
-  const source = new EventSource(orderPath(id, '/stream'));
+  // EventSource sends no headers: the token goes as access_token, which the
+  // gateway takes on this route only.
+  const source = new EventSource(`${orderPath(id, '/stream')}?access_token=${encodeURIComponent(token())}`);
   onState('connecting');
   source.addEventListener('open', () => onState('live'));
   source.addEventListener('error', () => {

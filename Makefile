@@ -103,8 +103,9 @@ $(SCHEMATHESIS):
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
 	  else echo "schemathesis needs python3 with the venv module (Debian: apt-get install python3-venv)" >&2; exit 1; fi; \
 	fi; \
-	echo "== installing schemathesis $(SCHEMATHESIS_VERSION) into $(CACHE)/venv"; \
-	rm -rf $(CACHE)/venv; python3 -m venv $(CACHE)/venv; \
+	py=$$(deploy/local/pick-python.sh); \
+	echo "== installing schemathesis $(SCHEMATHESIS_VERSION) into $(CACHE)/venv with $$py ($$($$py --version))"; \
+	rm -rf $(CACHE)/venv; $$py -m venv $(CACHE)/venv; \
 	$(CACHE)/venv/bin/pip install --quiet --disable-pip-version-check schemathesis==$(SCHEMATHESIS_VERSION)
 
 CHAOS_PHASE  ?= 20s

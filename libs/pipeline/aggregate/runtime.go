@@ -526,7 +526,7 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map
 	}
 	if len(r.def.CommandTypes) > 0 && !slices.Contains(r.def.CommandTypes, cmd.Type) {
 		err := fmt.Errorf("unknown command type %q for %s", cmd.Type, r.def.Name)
-		r.log.Warn("command of unknown type dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "type", cmd.Type)
+		r.log.Warn("command of unknown type dead-lettered", append(cmd.LogAttrs(), "partition", rec.Partition, "offset", rec.Offset, "type", cmd.Type)...)
 		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
 		body, _ := json.Marshal(envelope.Problem{Type: "unknown-command", Title: "unknown command type", Detail: err.Error(), CommandID: cmd.CommandID})
 		replyIfAwaited(cmd, envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Body: body}, reply)
@@ -550,7 +550,7 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map
 	if now.Sub(sent) > r.cfg.IdempotencyWindow || !remembered && !cur.forgotten.IsZero() && !sent.After(cur.forgotten) {
 		err := fmt.Errorf("stale command: sent %s, before what %s remembers (%s window, %d commands)",
 			sent.UTC().Format(time.RFC3339), cmd.AggregateID, r.cfg.IdempotencyWindow, r.cfg.MaxRemembered)
-		r.log.Warn("stale command dead-lettered", "partition", rec.Partition, "offset", rec.Offset, "command_id", cmd.CommandID, "sent", sent)
+		r.log.Warn("stale command dead-lettered", append(cmd.LogAttrs(), "partition", rec.Partition, "offset", rec.Offset, "sent", sent)...)
 		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
 		r.answerStale(cmd, err, produce, reply)
 		return outcomeDeadLettered
@@ -564,7 +564,7 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map
 	// nothing, when next's state cannot be encoded.
 	commit := func(next entry[S]) bool {
 		if _, err := json.Marshal(next.state); err != nil {
-			r.log.Error("state could not be encoded", "aggregate", cmd.AggregateID, "err", err)
+			r.log.Error("state could not be encoded", append(cmd.LogAttrs(), "err", err)...)
 			return false
 		}
 		pending[stream] = pendingEntry[S]{entry: next, partition: rec.Partition}
@@ -601,7 +601,7 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map
 	for i, ne := range decision.Events {
 		data, err := json.Marshal(ne.Data)
 		if err != nil {
-			r.log.Error("event encoding failed", "type", ne.Type, "err", err)
+			r.log.Error("event encoding failed", append(cmd.LogAttrs(), "type", ne.Type, "err", err)...)
 			return reject(&envelope.Problem{Type: "internal", Title: "event could not be encoded"})
 		}
 		ev := envelope.Event{
@@ -610,7 +610,7 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map
 		}
 		state, err := r.def.Evolve(next.state, ev)
 		if err != nil {
-			r.log.Error("evolve failed", "type", ne.Type, "err", err)
+			r.log.Error("evolve failed", append(cmd.LogAttrs(), "type", ne.Type, "err", err)...)
 			return reject(&envelope.Problem{Type: "internal", Title: "event could not be applied"})
 		}
 		next = entry[S]{state: state, version: ev.Version, keys: next.keys, forgotten: next.forgotten}

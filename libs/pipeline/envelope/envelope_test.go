@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -188,5 +189,19 @@ func TestTenantKeys(t *testing.T) {
 	reply, id, tenant, err := DecodeOutcome(EncodeOutcome("o", "o-1", "acme", Reply{CommandID: "c", Outcome: Applied, Version: 1, Body: []byte(`{}`)}))
 	if err != nil || id != "o-1" || tenant != "acme" || reply.CommandID != "c" {
 		t.Errorf("outcome: %s %s %+v %v", id, tenant, reply, err)
+	}
+}
+
+// TestLogAttrs: a command's log lines name it, its aggregate, tenant and trace.
+func TestLogAttrs(t *testing.T) {
+	t.Parallel()
+	m := sampleCommand().Meta
+	got := m.LogAttrs()
+	want := []any{"command_id", "c-1", "aggregate_id", "order-1", "tenant", "acme", "trace_id", "4bf92f3577b34da6a3ce929d0e0e4736"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("LogAttrs() = %v, want %v", got, want)
+	}
+	if id := TraceID("garbage"); id != "" {
+		t.Errorf("TraceID(garbage) = %q", id)
 	}
 }

@@ -188,12 +188,12 @@ func (g *Gateway) reserveKey(ctx context.Context, tenant, key, print, commandID,
 	return first, nil
 }
 
-// markPending records that commandID was answered 202, for command status on any instance.
-func (g *Gateway) markPending(ctx context.Context, commandID, aggregateID, tenant string) {
+// markPending records that cmd was answered 202, for command status on any instance.
+func (g *Gateway) markPending(ctx context.Context, cmd envelope.Command) {
 	if _, err := g.cfg.Pool.Exec(ctx, `
 		INSERT INTO pending_commands (command_id, aggregate_id, tenant) VALUES ($1, $2, $3)
-		ON CONFLICT (command_id) DO NOTHING`, commandID, aggregateID, tenant); err != nil {
-		g.log.Warn("pending mark not recorded", "command_id", commandID, "err", err)
+		ON CONFLICT (command_id) DO NOTHING`, cmd.CommandID, cmd.AggregateID, cmd.Tenant); err != nil {
+		g.log.Warn("pending mark not recorded", append(cmd.LogAttrs(), "err", err)...)
 	}
 }
 

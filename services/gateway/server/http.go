@@ -398,7 +398,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 	if err != nil {
 		if errors.Is(err, commands.ErrUnavailable) {
 			countCommand(commandUnavailable)
-			g.log.Warn("command not acknowledged", "command_id", cmd.CommandID, "err", err)
+			g.log.Warn("command not acknowledged", append(cmd.LogAttrs(), "err", err)...)
 			w.Header().Set("Retry-After", "1")
 			writeProblem(w, &envelope.Problem{Type: "unavailable", Title: "Kafka did not acknowledge the command in time; retry shortly",
 				Status: http.StatusServiceUnavailable, CommandID: cmd.CommandID,
@@ -439,7 +439,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 		return
 	}
 	if !errors.Is(err, projector.ErrNoOutcome) && !errors.Is(err, context.DeadlineExceeded) {
-		g.log.Warn("outcome lookup failed", "command_id", cmd.CommandID, "err", err)
+		g.log.Warn("outcome lookup failed", append(cmd.LogAttrs(), "err", err)...)
 	}
 	countCommand(commandTimeout)
 	g.accepted(w, cmd)
@@ -468,7 +468,7 @@ func (g *Gateway) recordedOutcome(ctx context.Context, tenant, commandID string,
 func (g *Gateway) accepted(w http.ResponseWriter, cmd envelope.Command) {
 	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
-	g.markPending(ctx, cmd.CommandID, cmd.AggregateID, cmd.Tenant)
+	g.markPending(ctx, cmd)
 	w.Header().Set("Location", "/v1/commands/"+cmd.CommandID)
 	w.Header().Set("Retry-After", "1")
 	writeJSON(w, http.StatusAccepted, map[string]string{"commandId": cmd.CommandID, "status": "pending"})

@@ -19,7 +19,7 @@ import (
 // upgraded in place: its rows get the empty tenant and the primary key takes
 // the tenant. Every statement is idempotent, so EnsureSchema may run at every
 // start.
-const schema = `
+var schema = `
 CREATE TABLE IF NOT EXISTS consumer_versions (
 	consumer     text   NOT NULL,
 	topic        text   NOT NULL,
@@ -32,27 +32,8 @@ ALTER TABLE consumer_versions ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFA
 ` + primaryKey
 
 // primaryKey makes consumer_versions' primary key (consumer, topic, tenant,
-// aggregate_id) when it is anything else: it drops the key of a table from
-// before tenants, by whatever name it has, and adds the new one.
-const primaryKey = `
-DO $$
-DECLARE
-	pk   name;
-	cols text[];
-BEGIN
-	SELECT c.conname, array_agg(a.attname::text ORDER BY k.ord) INTO pk, cols
-	FROM pg_constraint c
-	CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
-	JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
-	WHERE c.conrelid = 'consumer_versions'::regclass AND c.contype = 'p'
-	GROUP BY c.conname;
-	IF cols IS DISTINCT FROM ARRAY['consumer', 'topic', 'tenant', 'aggregate_id'] THEN
-		IF pk IS NOT NULL THEN
-			EXECUTE format('ALTER TABLE consumer_versions DROP CONSTRAINT %I', pk);
-		END IF;
-		ALTER TABLE consumer_versions ADD PRIMARY KEY (consumer, topic, tenant, aggregate_id);
-	END IF;
-END $$`
+// aggregate_id) when it is anything else, as on a table from before tenants.
+var primaryKey = PrimaryKeySQL("consumer_versions", "consumer", "topic", "tenant", "aggregate_id")
 
 // schemaLockKey serialises EnsureSchema across processes ("consumer" in ASCII).
 const schemaLockKey int64 = 0x636f6e73756d6572

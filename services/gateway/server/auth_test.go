@@ -3,14 +3,21 @@ package server
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/answerback/answerback/services/gateway/auth"
 )
@@ -20,11 +27,13 @@ type testAuth struct {
 	t   testing.TB
 	key *auth.DevKey
 	v   *auth.Verifier
+	dir string // holds the key's file
 }
 
 func newTestAuth(t testing.TB) testAuth {
 	t.Helper()
-	key, err := auth.LoadOrCreateDevKey(t.TempDir())
+	dir := t.TempDir()
+	key, err := auth.LoadOrCreateDevKey(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +41,42 @@ func newTestAuth(t testing.TB) testAuth {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testAuth{t, key, v}
+	return testAuth{t, key, v, dir}
+}
+
+// forged signs claims with the trusted key under alg (the key's own bytes
+// serve as the HMAC secret for HS256): what an attacker or a misconfigured
+// issuer could send. Claims default to a good token's, overridden by set.
+func (a testAuth) forged(alg jwa.SignatureAlgorithm, set map[string]any) string {
+	a.t.Helper()
+	b, err := os.ReadFile(filepath.Join(a.dir, auth.DevKeyFile))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	key, err := jwk.ParseKey(b)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	now := time.Now()
+	claims := map[string]any{"iss": auth.DevIssuer, "aud": auth.DevAudience, "tenant": "acme",
+		"scope": strings.Join(auth.AllScopes, " "), "exp": now.Add(time.Hour).Unix(), "nbf": now.Add(-time.Minute).Unix()}
+	maps.Copy(claims, set)
+	tb := jwt.New()
+	for k, v := range claims {
+		_ = tb.Set(k, v)
+	}
+	var signingKey any = key
+	if alg.IsSymmetric() {
+		signingKey = b
+	}
+	kid, _ := key.KeyID()
+	hdr := jws.NewHeaders()
+	_ = hdr.Set(jws.KeyIDKey, kid)
+	signed, err := jwt.Sign(tb, jwt.WithKey(alg, signingKey, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return string(signed)
 }
 
 // token mints a token for tenant with scopes (all of them when none given).
@@ -69,6 +113,11 @@ func TestEveryV1RouteNeedsToken(t *testing.T) {
 	defer pool.Close()
 	gw := &Gateway{cfg: Config{Auth: a.v, Pool: pool, ProduceTimeout: time.Second}, log: slog.New(slog.DiscardHandler)}
 	routes := gw.routes()
+	// The forger's tokens are good unless a claim is changed: each case
+	// below is refused for its one fault.
+	if _, err := a.v.Verify(context.Background(), a.forged(jwa.EdDSA(), nil)); err != nil {
+		t.Fatalf("an unaltered forged token is refused: %v", err)
+	}
 	other := newTestAuth(t) // another issuer's key: a signature the gateway cannot verify
 	var n int
 	err = chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
@@ -78,6 +127,12 @@ func TestEveryV1RouteNeedsToken(t *testing.T) {
 		n++
 		path := strings.NewReplacer("{id}", "o-1", "{sku}", "apple", "{commandId}", "c-1").Replace(route)
 		for name, header := range map[string]string{
+			"expired":         "Bearer " + a.forged(jwa.EdDSA(), map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}),
+			"not yet valid":   "Bearer " + a.forged(jwa.EdDSA(), map[string]any{"nbf": time.Now().Add(time.Hour).Unix()}),
+			"wrong audience":  "Bearer " + a.forged(jwa.EdDSA(), map[string]any{"aud": "someone-else"}),
+			"wrong issuer":    "Bearer " + a.forged(jwa.EdDSA(), map[string]any{"iss": "https://evil.example"}),
+			"wrong algorithm": "Bearer " + a.forged(jwa.HS256(), nil),
+			"no tenant":       "Bearer " + a.forged(jwa.EdDSA(), map[string]any{"tenant": ""}),
 			"no token":        "",
 			"not bearer":      "Basic dXNlcjpwYXNz",
 			"empty bearer":    "Bearer ",

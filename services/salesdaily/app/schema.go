@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -85,39 +84,12 @@ ALTER TABLE sales_prices     ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAU
 ALTER TABLE sales_open_lines ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT '';
 ALTER TABLE sales_lines      ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT '';
 ALTER TABLE daily_sales      ADD COLUMN IF NOT EXISTS tenant text NOT NULL DEFAULT '';
-` + primaryKey("sales_prices", "tenant", "sku", "version") +
-	primaryKey("sales_open_lines", "tenant", "order_id", "sku") +
-	primaryKey("sales_lines", "tenant", "order_id", "sku") +
-	primaryKey("daily_sales", "tenant", "day", "sku", "currency") + `
+` + consumer.PrimaryKeySQL("sales_prices", "tenant", "sku", "version") +
+	consumer.PrimaryKeySQL("sales_open_lines", "tenant", "order_id", "sku") +
+	consumer.PrimaryKeySQL("sales_lines", "tenant", "order_id", "sku") +
+	consumer.PrimaryKeySQL("daily_sales", "tenant", "day", "sku", "currency") + `
 DROP INDEX IF EXISTS sales_prices_by_time;
 DROP INDEX IF EXISTS sales_lines_by_sku;`
-
-// primaryKey is a statement that makes cols the primary key of table when
-// it is anything else (as the one from before tenants): it drops the key
-// there is, whatever its name, and adds the new one. table and cols are
-// names of this schema, not input.
-func primaryKey(table string, cols ...string) string {
-	return fmt.Sprintf(`
-DO $$
-DECLARE
-	pk   name;
-	cols text[];
-BEGIN
-	SELECT c.conname, array_agg(a.attname::text ORDER BY k.ord) INTO pk, cols
-	FROM pg_constraint c
-	CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
-	JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
-	WHERE c.conrelid = '%[1]s'::regclass AND c.contype = 'p'
-	GROUP BY c.conname;
-	IF cols IS DISTINCT FROM ARRAY['%[2]s'] THEN
-		IF pk IS NOT NULL THEN
-			EXECUTE format('ALTER TABLE %[1]s DROP CONSTRAINT %%I', pk);
-		END IF;
-		ALTER TABLE %[1]s ADD PRIMARY KEY (%[3]s);
-	END IF;
-END $$;
-`, table, strings.Join(cols, "', '"), strings.Join(cols, ", "))
-}
 
 // schemaLockKey serialises Migrate across processes ("salesday" in ASCII).
 const schemaLockKey int64 = 0x73616c6573646179

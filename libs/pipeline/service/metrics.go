@@ -31,7 +31,8 @@ func (f Flags) Metrics() func() Admin {
 	return func() Admin { return Admin{Addr: *addr, Pprof: *pprof} }
 }
 
-// ServeMetrics serves the default Prometheus registry at /metrics on a.Addr
+// ServeMetrics serves the default Prometheus registry at /metrics and a
+// liveness probe at /healthz (204) on a.Addr
 // (and the profiles when a.Pprof) until ctx ends; wait blocks until the
 // server has stopped. An empty address serves nothing. The listen error, if
 // any, is returned at once.
@@ -45,6 +46,9 @@ func ServeMetrics(ctx context.Context, a Admin, log *slog.Logger) (wait func(), 
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.Handler())
+	// Liveness for orchestrators: the process serves. (Readiness of the
+	// work itself shows in the consumer lag metrics.)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	if a.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)

@@ -40,6 +40,9 @@ func TestServeMetrics(t *testing.T) {
 	if !strings.Contains(string(body), "answerback_service_test_total 3") {
 		t.Fatalf("/metrics lacks the counter:\n%s", body)
 	}
+	if status := get(t, "http://"+addr+"/healthz"); status != http.StatusNoContent {
+		t.Errorf("/healthz: status %d, want 204", status)
+	}
 	if status := get(t, "http://"+addr+"/debug/pprof/"); status != http.StatusNotFound {
 		t.Fatalf("/debug/pprof/ without Pprof: status %d, want 404", status)
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,7 +15,52 @@ import (
 	"github.com/answerback/answerback/services/gateway/auth"
 )
 
-func init() { register(newTokenCmd) }
+func init() { register(newTokenCmd); register(newDevKeyCmd) }
+
+// devJWKSFile is the public key set devkey writes beside the development
+// key, for gateways' AUTH_JWKS_FILE.
+const devJWKSFile = "jwks.json"
+
+func newDevKeyCmd(a *App) *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "devkey --data DIR",
+		Short: "Create a development signing key and its JWKS (docker compose's first step)",
+		Long: `devkey makes a development signing key in DIR (kept if it exists) and writes
+its public key set to DIR/jwks.json, for gateways started with
+AUTH_JWKS_FILE=DIR/jwks.json AUTH_ISSUER=answerback-dev AUTH_AUDIENCE=answerback.
+abctl token --data DIR then mints tokens they accept. Development only: it
+refuses (exit 4) when ANSWERBACK_ENV is "production".`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Getenv("ANSWERBACK_ENV") == "production" {
+				return withCode(ExitRefused, errors.New("ANSWERBACK_ENV is production: no development keys"))
+			}
+			key, err := auth.LoadOrCreateDevKey(dataDir)
+			if err != nil {
+				return err
+			}
+			set, err := key.PublicSet()
+			if err != nil {
+				return err
+			}
+			b, err := json.MarshalIndent(set, "", "  ")
+			if err != nil {
+				return err
+			}
+			path := filepath.Join(dataDir, devJWKSFile)
+			if err := os.WriteFile(path, b, 0o644); err != nil { // public keys: readable by the gateways' user
+				return err
+			}
+			return a.Print(map[string]any{"jwks": path, "issuer": auth.DevIssuer, "audience": auth.DevAudience}, func(t *Table) {
+				t.Row("JWKS", "ISSUER", "AUDIENCE")
+				t.Row(path, auth.DevIssuer, auth.DevAudience)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data", envOr("ANSWERBACK_DATA_DIR", ".data"), "folder of the development key (env ANSWERBACK_DATA_DIR)")
+	return cmd
+}
 
 func newTokenCmd(a *App) *cobra.Command {
 	var (

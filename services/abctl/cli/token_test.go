@@ -71,3 +71,23 @@ func TestToken(t *testing.T) {
 		t.Errorf("a production key: exit %d, want %d (%s)", r.code, ExitRefused, r.errOut)
 	}
 }
+
+// abctl devkey makes the key and the JWKS a gateway verifies its tokens with.
+func TestDevKey(t *testing.T) {
+	dir := t.TempDir()
+	if r := abctl(t, "", "devkey", "--data", dir, "--json"); r.code != ExitOK {
+		t.Fatalf("devkey: exit %d %s", r.code, r.errOut)
+	}
+	v, err := auth.New(context.Background(), auth.Config{JWKSFile: filepath.Join(dir, "jwks.json"), Issuer: auth.DevIssuer, Audience: auth.DevAudience})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := abctl(t, "", "token", "--tenant", "acme", "--data", dir)
+	if p, err := v.Verify(context.Background(), strings.TrimSpace(r.out)); err != nil || p.Tenant != "acme" {
+		t.Fatalf("a token of the devkey's key: %+v %v", p, err)
+	}
+	t.Setenv("ANSWERBACK_ENV", "production")
+	if r := abctl(t, "", "devkey", "--data", t.TempDir()); r.code != ExitRefused {
+		t.Errorf("production: exit %d, want %d", r.code, ExitRefused)
+	}
+}

@@ -21,6 +21,10 @@ ANSWERBACK_INFRA ?= auto
 LOCALINFRA     := $(GO) run ./deploy/local/cmd/localinfra
 CONTAINERINFRA := $(GO) run ./deploy/containers/cmd/containerinfra
 GOLANGCI_LINT_VERSION := v2.15.0
+# Helm renders and lints the Kubernetes chart in deploy/validate's tests,
+# built from source at a pinned version (no download from elsewhere).
+HELM_VERSION := v4.3.2
+HELM         := $(BIN)/helm-$(HELM_VERSION)
 # schemathesis (the OpenAPI fuzzer of the integration tests) lives in a
 # git-ignored virtualenv under .cache.
 SCHEMATHESIS_VERSION := 4.32.5
@@ -65,11 +69,16 @@ test: ## all tests on real Kafka and PostgreSQL (started here, stopped after), u
 	export KAFKA_JARS_CACHE=$(CACHE)/kafka; \
 	$(MAKE) --no-print-directory test-unit test-integration
 
-test-unit: ## every module's tests except integration/, with -race
-	@set -euo pipefail; for m in $(UNIT_MODULES); do \
+test-unit: $(HELM) ## every module's tests except integration/, with -race
+	@set -euo pipefail; export HELM=$(HELM); for m in $(UNIT_MODULES); do \
 	  echo "== go test -race $${m#$(CURDIR)/}"; \
 	  (cd $$m && $(GO) test -race -count=1 ./...); \
 	done
+
+$(HELM):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	@mv $(BIN)/helm $@
 
 test-integration: $(SCHEMATHESIS) $(CHROMIUM) $(BROWSER_MODULES)/.package-lock.json ## the black-box tests in integration/ (real Kafka, kfake, PostgreSQL, schemathesis, the console in Chromium)
 	@echo "== go test integration"

@@ -312,3 +312,13 @@ func Read(ctx context.Context, cl *kgo.Client, prefix string) (map[string]Entry,
 	}
 	return entries, nil
 }
+
+// TopicSpec is the registry topic as Announce creates it (one partition),
+// for deployments that declare their topics (Strimzi KafkaTopic).
+func TopicSpec(prefix string) topics.Spec {
+	configs := make(map[string]string, len(topicConfigs))
+	for k, v := range topicConfigs {
+		configs[k] = *v
+	}
+	return topics.Spec{Name: topics.GatewayRegistry(prefix), Configs: configs}
+}

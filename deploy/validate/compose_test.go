@@ -1,7 +1,7 @@
 package validate
 
 import (
-	"fmt"
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,29 +10,17 @@ import (
 	"strings"
 	"testing"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
 )
 
-// composeService is the part of a compose service these tests read.
-type composeService struct {
-	Image string `yaml:"image"`
-	Build *struct {
-		Context    string `yaml:"context"`
-		Dockerfile string `yaml:"dockerfile"`
-	} `yaml:"build"`
-	Environment any      `yaml:"environment"` // a map or a list of NAME=value
-	Ports       []any    `yaml:"ports"`
-	Volumes     []any    `yaml:"volumes"`
-	ReadOnly    bool     `yaml:"read_only"`
-	CapDrop     []string `yaml:"cap_drop"`
-}
-
-// answerbackService names the service an image or Dockerfile builds, "" for
-// infrastructure (Kafka, PostgreSQL, the load balancer).
-func (s composeService) answerbackService() string {
+// answerbackService names the service a compose service's image or
+// Dockerfile builds, "" for infrastructure (Kafka, PostgreSQL, the load
+// balancer).
+func answerbackService(s types.ServiceConfig) string {
 	if s.Build != nil {
-		if m := regexp.MustCompile(`^services/([a-z]+)/Dockerfile$`).FindStringSubmatch(s.Build.Dockerfile); m != nil {
-			return m[1]
+		if m := regexp.MustCompile(`(^|/)services/([a-z]+)/Dockerfile$`).FindStringSubmatch(s.Build.Dockerfile); m != nil {
+			return m[2]
 		}
 	}
 	if m := regexp.MustCompile(`answerback-([a-z]+)(:|$)`).FindStringSubmatch(s.Image); m != nil {
@@ -41,80 +29,91 @@ func (s composeService) answerbackService() string {
 	return ""
 }
 
-func (s composeService) env(t *testing.T) map[string]string {
+// loadCompose reads docker-compose.yml as docker compose does (compose-go:
+// the Compose Specification's schema, anchors and merge keys, references
+// between services and volumes checked), with every profile on and no
+// variables from this machine's environment.
+func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
-	out := map[string]string{}
-	switch e := s.Environment.(type) {
-	case nil:
-	case map[string]any:
-		for k, v := range e {
-			out[k] = fmt.Sprint(v)
-		}
-	case []any:
-		for _, item := range e {
-			k, v, _ := strings.Cut(fmt.Sprint(item), "=")
-			out[k] = v
-		}
-	default:
-		t.Fatalf("environment of type %T", e)
-	}
-	return out
-}
-
-func loadCompose(t *testing.T) map[string]composeService {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(root, "docker-compose.yml"))
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(root, "docker-compose.yml")},
+		cli.WithWorkingDirectory(root), cli.WithProfiles([]string{"*"}), cli.WithEnv(nil), cli.WithResolvedPaths(false))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc struct {
-		Services map[string]composeService `yaml:"services"`
-	}
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	project, err := opts.LoadProject(context.Background())
+	if err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
-	return doc.Services
+	return project
 }
 
 // TestComposeFile: docker-compose.yml runs what the README promises — two
 // gateways behind a round-robin load balancer on 8080, two aggregators, two
-// projectors and salesdaily — with variables the services read, images of
-// services that exist, and hardened containers.
+// projectors and salesdaily — built from the services' Dockerfiles, with
+// variables the services read, the files they are told to read mounted,
+// the topics and the key made before they start, and hardened containers.
 func TestComposeFile(t *testing.T) {
-	services := loadCompose(t)
+	project := loadCompose(t)
 	count := map[string]int{}
 	instanceIDs := map[string]map[string]bool{}
 	gatewayPorts := map[string]string{} // compose service → HTTP port
-	for name, s := range services {
-		svc := s.answerbackService()
+	for name, s := range project.Services {
+		svc := answerbackService(s)
 		if svc == "" {
 			continue
 		}
+		where := "docker-compose.yml service " + name
 		if _, err := os.Stat(filepath.Join(root, "services", svc, "main.go")); err != nil {
-			t.Errorf("%s: image of %q, which is not a service", name, svc)
+			t.Errorf("%s: image of %q, which is not a service", where, svc)
 			continue
 		}
 		count[svc]++
-		env := s.env(t)
-		set := map[string]bool{}
-		for k := range env {
-			set[k] = true
+		if s.Build == nil || filepath.Clean(s.Build.Context) != "." {
+			t.Errorf("%s: want a build in the repository's root (the Go workspace), got %+v", where, s.Build)
+		} else if _, err := os.Stat(filepath.Join(root, s.Build.Dockerfile)); err != nil {
+			t.Errorf("%s: %v", where, err)
 		}
-		checkEnv(t, "docker-compose.yml service "+name, svc, set)
+		env := map[string]string{}
+		set := map[string]bool{}
+		for k, v := range s.Environment {
+			set[k] = true
+			if v != nil {
+				env[k] = *v
+			}
+		}
+		checkEnv(t, where, svc, set)
 		if id := env["INSTANCE_ID"]; id != "" {
 			if instanceIDs[svc] == nil {
 				instanceIDs[svc] = map[string]bool{}
 			}
 			if instanceIDs[svc][id] {
-				t.Errorf("%s: INSTANCE_ID %s is another %s's too", name, id, svc)
+				t.Errorf("%s: INSTANCE_ID %s is another %s's too", where, id, svc)
 			}
 			instanceIDs[svc][id] = true
 		}
-		if svc != "abctl" && (!s.ReadOnly || !slices.Contains(s.CapDrop, "ALL")) {
-			t.Errorf("%s: want read_only: true and cap_drop: [ALL]", name)
+		// Files a service is told to read are in a volume it mounts.
+		for k, v := range env {
+			if !strings.HasSuffix(k, "_FILE") || v == "" {
+				continue
+			}
+			if !slices.ContainsFunc(s.Volumes, func(m types.ServiceVolumeConfig) bool { return strings.HasPrefix(v, m.Target+"/") }) {
+				t.Errorf("%s: %s=%s, which no volume of it holds", where, k, v)
+			}
+		}
+		if svc != "abctl" {
+			if !s.ReadOnly || !slices.Contains(s.CapDrop, "ALL") || !slices.Contains(s.SecurityOpt, "no-new-privileges:true") {
+				t.Errorf("%s: want read_only: true, cap_drop: [ALL] and no-new-privileges", where)
+			}
+			// They create no topics of the domain: `topics` does, first.
+			if d, ok := s.DependsOn["topics"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+				t.Errorf("%s: does not wait for the topics to be made (depends_on topics: service_completed_successfully)", where)
+			}
 		}
 		if svc == "gateway" {
 			gatewayPorts[name] = portOf(env["HTTP_ADDR"], "8080")
+			if d, ok := s.DependsOn["devkey"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+				t.Errorf("%s: does not wait for the signing key's JWKS (depends_on devkey: service_completed_successfully)", where)
+			}
 		}
 	}
 	for svc, want := range map[string]int{"gateway": 2, "aggregator": 2, "projector": 2, "salesdaily": 1} {
@@ -124,18 +123,18 @@ func TestComposeFile(t *testing.T) {
 	}
 
 	// The load balancer: publishes 8080, round robin over every gateway.
-	var lb *composeService
-	for name, s := range services {
-		if strings.HasPrefix(s.Image, "nginx") || strings.HasPrefix(s.Image, "haproxy") {
-			s := s
-			lb = &s
-			if !slices.ContainsFunc(s.Ports, func(p any) bool { return strings.HasPrefix(fmt.Sprint(p), "8080:") }) {
-				t.Errorf("%s publishes %v, want 8080", name, s.Ports)
-			}
+	lbs := 0
+	for name, s := range project.Services {
+		if !strings.HasPrefix(s.Image, "nginx") && !strings.HasPrefix(s.Image, "haproxy") {
+			continue
+		}
+		lbs++
+		if !slices.ContainsFunc(s.Ports, func(p types.ServicePortConfig) bool { return p.Published == "8080" }) {
+			t.Errorf("%s publishes %+v, want 8080", name, s.Ports)
 		}
 	}
-	if lb == nil {
-		t.Fatal("no load balancer (nginx or HAProxy) in docker-compose.yml")
+	if lbs != 1 {
+		t.Fatalf("%d load balancers (nginx or HAProxy) in docker-compose.yml, want 1", lbs)
 	}
 	conf, err := os.ReadFile(filepath.Join(root, "deploy", "docker", "nginx.conf"))
 	if err != nil {

@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"debug/elf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,5 +163,58 @@ func TestDockerfiles(t *testing.T) {
 		if user := regexp.MustCompile(`(?m)^USER\s+(\S+)`).FindAllStringSubmatch(df, -1); len(user) == 0 || strings.HasPrefix(user[len(user)-1][1], "root") || user[len(user)-1][1] == "0" {
 			t.Errorf("%s: no non-root USER", svc)
 		}
+	}
+}
+
+// TestDockerfilesBuildStaticBinaries runs each Dockerfile's build step here
+// as BuildKit would for linux on this machine's architecture (the cache
+// mounts aside): it must build, and build a static executable — no program
+// interpreter, no shared libraries — because distroless/static has no libc;
+// and the runtime stage must run what the build stage made.
+func TestDockerfilesBuildStaticBinaries(t *testing.T) {
+	out := t.TempDir()
+	for _, svc := range deployable {
+		t.Run(svc, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join(root, "services", svc, "Dockerfile"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			df := strings.ReplaceAll(string(b), "\\\n", " ") // continuation lines
+			run := regexp.MustCompile(`(?m)^RUN\s+(.*\bgo build\b.*)$`).FindStringSubmatch(df)
+			if run == nil {
+				t.Fatal("no RUN instruction with go build")
+			}
+			step := regexp.MustCompile(`--mount=\S+`).ReplaceAllString(run[1], "")
+			built := regexp.MustCompile(`-o\s+(\S+)`).FindStringSubmatch(step)
+			if built == nil {
+				t.Fatalf("the build names no output (-o): %s", step)
+			}
+			bin := filepath.Join(out, svc)
+			step = strings.Replace(step, built[0], "-o "+bin, 1)
+			cmd := exec.Command("sh", "-c", step)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "TARGETOS=linux", "TARGETARCH="+runtime.GOARCH)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", step, err, b)
+			}
+			f, err := elf.Open(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			for _, p := range f.Progs {
+				if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+					t.Errorf("the binary is dynamically linked (%v): it would not start on distroless/static", p.Type)
+				}
+			}
+			if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
+				t.Errorf("the binary needs shared libraries %v", libs)
+			}
+			copied := regexp.MustCompile(`(?m)^COPY\s+--from=build\s+` + regexp.QuoteMeta(built[1]) + `\s+(\S+)`).FindStringSubmatch(df)
+			entry := regexp.MustCompile(`(?m)^ENTRYPOINT\s+\["([^"]+)"`).FindStringSubmatch(df)
+			if copied == nil || entry == nil || copied[1] != entry[1] {
+				t.Errorf("the runtime stage does not run the built %s (COPY %v, ENTRYPOINT %v)", built[1], copied, entry)
+			}
+		})
 	}
 }

@@ -14,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+
 	"github.com/answerback/answerback/deploy/local/procs"
+	"github.com/answerback/answerback/libs/pipeline/topics"
 	"github.com/answerback/answerback/libs/testenv"
 	"github.com/answerback/answerback/services/gateway/auth"
 )
@@ -79,9 +82,24 @@ func TestServicesRunHardened(t *testing.T) {
 	t.Parallel()
 	requireSandbox(t)
 	k := testenv.RealKafka(t)
-	pg := testenv.NewPostgres(t)
+	runHardened(t, brokerAccess{seeds: k.Seeds, prefix: k.Prefix + ".", instance: k.Prefix, admin: k.Admin(t)})
+}
 
-	// Binaries, the JWKS and the key in a folder the services' user may read.
+// brokerAccess is how the services reach Kafka in runHardened.
+type brokerAccess struct {
+	seeds    []string
+	prefix   string   // TOPIC_PREFIX
+	instance string   // makes INSTANCE_IDs unique on a shared broker
+	env      []string // more settings for every service (Kafka security)
+	// salesdailyEnv are more settings for salesdaily.
+	salesdailyEnv []string
+	admin         *kadm.Client // sees every topic
+}
+
+// hardenedDir is a folder for binaries and files the services' user (65532)
+// may read, removed when the test ends.
+func hardenedDir(t *testing.T) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "answerback-hardened")
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +108,18 @@ func TestServicesRunHardened(t *testing.T) {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+// runHardened runs the services sandboxed on a database of the test's own
+// and the broker of access, takes a command through them and stops them
+// (see TestServicesRunHardened). It returns the database.
+func runHardened(t *testing.T, access brokerAccess) *testenv.Postgres {
+	t.Helper()
+	pg := testenv.NewPostgres(t)
+
+	// Binaries and the JWKS where the services' user may read them.
+	dir := hardenedDir(t)
 	if _, err := procs.Build("..", dir); err != nil {
 		t.Fatal(err)
 	}
@@ -113,23 +143,24 @@ func TestServicesRunHardened(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	prefix := k.Prefix + "."
+	prefix := access.prefix
 	ports, err := procs.FreePorts(5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	gatewayAddr := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	kafkaEnv := []string{"PATH=/usr/bin:/bin", "KAFKA_BROKERS=" + strings.Join(k.Seeds, ","), "TOPIC_PREFIX=" + prefix, "LOG_LEVEL=warn"}
+	gatewayInstance := "hardened-gw-" + access.instance
+	kafkaEnv := append([]string{"PATH=/usr/bin:/bin", "KAFKA_BROKERS=" + strings.Join(access.seeds, ","), "TOPIC_PREFIX=" + prefix, "LOG_LEVEL=warn"}, access.env...)
 	services := []struct {
 		name, metrics string
 		env           []string
 	}{
 		// The projector first: it migrates the schema the gateway reads.
 		{"projector", fmt.Sprintf("127.0.0.1:%d", ports[1]), []string{"DATABASE_URL=" + pg.DSN}},
-		{"aggregator", fmt.Sprintf("127.0.0.1:%d", ports[2]), []string{"INSTANCE_ID=hardened-agg-" + k.Prefix, "PARTITIONS=3"}},
+		{"aggregator", fmt.Sprintf("127.0.0.1:%d", ports[2]), []string{"INSTANCE_ID=hardened-agg-" + access.instance, "PARTITIONS=3"}},
 		{"gateway", fmt.Sprintf("127.0.0.1:%d", ports[3]), []string{"DATABASE_URL=" + pg.DSN, "HTTP_ADDR=" + gatewayAddr,
-			"INSTANCE_ID=hardened-gw-" + k.Prefix, "AUTH_JWKS_FILE=" + jwksFile, "AUTH_ISSUER=" + auth.DevIssuer, "AUTH_AUDIENCE=" + auth.DevAudience}},
-		{"salesdaily", "", []string{"DATABASE_URL=" + pg.DSN}},
+			"INSTANCE_ID=" + gatewayInstance, "REPLY_WAIT=30s", "AUTH_JWKS_FILE=" + jwksFile, "AUTH_ISSUER=" + auth.DevIssuer, "AUTH_AUDIENCE=" + auth.DevAudience}},
+		{"salesdaily", "", append([]string{"DATABASE_URL=" + pg.DSN}, access.salesdailyEnv...)},
 	}
 	type running struct {
 		name string
@@ -203,7 +234,7 @@ func TestServicesRunHardened(t *testing.T) {
 
 	base := "http://" + gatewayAddr
 	waitHTTP(t, base+"/readyz", 90*time.Second, started[2].done)
-	s := &stack{t: t, k: k, pg: pg, prefix: prefix, gateways: []string{base}, key: key, procs: map[string]*component{}}
+	s := &stack{t: t, pg: pg, prefix: prefix, gateways: []string{base}, key: key, procs: map[string]*component{}}
 	s.token = s.mint(key, "hardened")
 	s.seedCatalog(defaultCatalog)
 	s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
@@ -256,14 +287,14 @@ func TestServicesRunHardened(t *testing.T) {
 			t.Errorf("%s did not stop within 60 s of SIGTERM:\n%s", r.name, output(r))
 		}
 	}
-	adm := k.Admin(t)
-	listed, err := adm.ListTopics(ctx)
+	listed, err := access.admin.ListTopics(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if listed.Has(prefix + "replies.hardened-gw-" + k.Prefix) {
+	if listed.Has(topics.ReplyTopic(prefix, gatewayInstance)) {
 		t.Errorf("the gateway's reply topic outlived its clean stop: %v", listed.Names())
 	}
+	return pg
 }
 
 // rootReadOnly reports whether mountinfo (a /proc/<pid>/mountinfo) mounts /

@@ -160,13 +160,14 @@ func runHardened(t *testing.T, access brokerAccess) *testenv.Postgres {
 		{"aggregator", fmt.Sprintf("127.0.0.1:%d", ports[2]), []string{"INSTANCE_ID=hardened-agg-" + access.instance, "PARTITIONS=3"}},
 		{"gateway", fmt.Sprintf("127.0.0.1:%d", ports[3]), []string{"DATABASE_URL=" + pg.DSN, "HTTP_ADDR=" + gatewayAddr,
 			"INSTANCE_ID=" + gatewayInstance, "REPLY_WAIT=30s", "AUTH_JWKS_FILE=" + jwksFile, "AUTH_ISSUER=" + auth.DevIssuer, "AUTH_AUDIENCE=" + auth.DevAudience}},
-		{"salesdaily", "", append([]string{"DATABASE_URL=" + pg.DSN}, access.salesdailyEnv...)},
+		{"salesdaily", fmt.Sprintf("127.0.0.1:%d", ports[4]), append([]string{"DATABASE_URL=" + pg.DSN}, access.salesdailyEnv...)},
 	}
 	type running struct {
 		name string
 		cmd  *exec.Cmd
 		done chan error
-		log  string // its standard output and error
+		log  string   // its standard output and error
+		env  []string // its whole environment
 	}
 	var started []*running
 	output := func(r *running) string { b, _ := os.ReadFile(r.log); return string(b) }
@@ -176,7 +177,7 @@ func runHardened(t *testing.T, access brokerAccess) *testenv.Postgres {
 			env = append(env, "METRICS_ADDR="+svc.metrics)
 		}
 		cmd := hardenedCommand(env, filepath.Join(dir, svc.name))
-		r := &running{name: svc.name, cmd: cmd, done: make(chan error, 1), log: filepath.Join(dir, svc.name+".log")}
+		r := &running{name: svc.name, cmd: cmd, done: make(chan error, 1), log: filepath.Join(dir, svc.name+".log"), env: env}
 		out, err := os.Create(r.log)
 		if err != nil {
 			t.Fatal(err)
@@ -270,6 +271,24 @@ func runHardened(t *testing.T, access brokerAccess) *testenv.Postgres {
 			t.Errorf("%s metrics: %d", svc.name, resp.StatusCode)
 		}
 	}
+
+	// The images' HEALTHCHECK: the binary, with the service's environment,
+	// probes the running service — healthy now, unhealthy once it stopped.
+	healthcheck := func(r *running) ([]byte, error) {
+		return hardenedCommand(r.env, filepath.Join(dir, r.name), "healthcheck").CombinedOutput()
+	}
+	for _, r := range started {
+		if out, err := healthcheck(r); err != nil {
+			t.Errorf("%s healthcheck of the running service: %v\n%s", r.name, err, out)
+		}
+	}
+	defer func() {
+		for _, r := range started {
+			if out, err := healthcheck(r); err == nil {
+				t.Errorf("%s healthcheck after the service stopped: healthy\n%s", r.name, out)
+			}
+		}
+	}()
 
 	// A clean stop: SIGTERM, exit 0, the gateway's reply topic deleted on the way.
 	stopped = true

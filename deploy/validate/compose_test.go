@@ -129,6 +129,11 @@ func TestComposeFile(t *testing.T) {
 			continue
 		}
 		lbs++
+		for gw := range gatewayPorts {
+			if d, ok := s.DependsOn[gw]; !ok || d.Condition != types.ServiceConditionHealthy {
+				t.Errorf("%s: does not wait for %s to be healthy", name, gw)
+			}
+		}
 		if !slices.ContainsFunc(s.Ports, func(p types.ServicePortConfig) bool { return p.Published == "8080" }) {
 			t.Errorf("%s publishes %+v, want 8080", name, s.Ports)
 		}

@@ -160,6 +160,11 @@ func TestDockerfiles(t *testing.T) {
 				t.Errorf("%s: the build does not contain %q", svc, want)
 			}
 		}
+		// A service (not the abctl command) checks its own health: distroless
+		// has no shell, so the check runs the binary (service.HealthcheckOrExit).
+		if svc != "abctl" && !regexp.MustCompile(`(?m)^HEALTHCHECK\b.*\bCMD \["/`+svc+`", "healthcheck"\]`).MatchString(strings.ReplaceAll(df, "\\\n", " ")) {
+			t.Errorf("%s: no HEALTHCHECK CMD [\"/%s\", \"healthcheck\"]", svc, svc)
+		}
 		if user := regexp.MustCompile(`(?m)^USER\s+(\S+)`).FindAllStringSubmatch(df, -1); len(user) == 0 || strings.HasPrefix(user[len(user)-1][1], "root") || user[len(user)-1][1] == "0" {
 			t.Errorf("%s: no non-root USER", svc)
 		}

@@ -11,6 +11,9 @@
 // its INSTANCE_ID, or a transaction the broker timed out): run it under a
 // supervisor that restarts it (Kubernetes, systemd); the restart takes a fresh
 // epoch.
+//
+// `aggregator healthcheck` probes a running instance's /healthz on
+// METRICS_ADDR (the image's HEALTHCHECK).
 package main
 
 import (
@@ -31,6 +34,7 @@ func main() {
 	partitions := f.Int("partitions", "PARTITIONS", 6, "partitions of the topics created when missing (commands and snapshots must agree)")
 	metrics := f.Metrics()
 	f.ParseOrExit(os.Args[1:])
+	f.HealthcheckOrExit(metrics().Addr)
 	if *partitions < 1 || *partitions > 10_000 {
 		log.Error("partitions out of range", "partitions", *partitions, "want", "1..10000")
 		os.Exit(2)

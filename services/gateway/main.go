@@ -15,6 +15,9 @@
 //
 // On SIGTERM it stops accepting connections, lets in-flight requests finish,
 // and deletes its reply topic; a second signal exits at once.
+//
+// `gateway healthcheck` probes a running instance's /healthz on HTTP_ADDR
+// (the image's HEALTHCHECK).
 package main
 
 import (
@@ -48,6 +51,7 @@ func main() {
 	authConfig := authFlags(f)
 	kafkaSecurity := f.KafkaSecurity(log)
 	f.ParseOrExit(os.Args[1:])
+	f.HealthcheckOrExit(*addr)
 	kafkaOpts, err := kafkaSecurity()
 	if err != nil {
 		log.Error("Kafka security misconfigured", "err", err)

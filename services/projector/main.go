@@ -4,6 +4,9 @@
 // Configuration (environment, flags override): KAFKA_BROKERS, METRICS_ADDR, DATABASE_URL, TOPIC_PREFIX,
 // the Kafka connection's security (KAFKA_TLS*, KAFKA_SASL_*: see service.KafkaSecurityConfig).
 // PostgreSQL TLS is set in DATABASE_URL (sslmode=verify-full&sslrootcert=...).
+//
+// `projector healthcheck` probes a running instance's /healthz on
+// METRICS_ADDR (the image's HEALTHCHECK).
 package main
 
 import (
@@ -25,6 +28,7 @@ func main() {
 	dsn := f.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
 	metrics := f.Metrics()
 	f.ParseOrExit(os.Args[1:])
+	f.HealthcheckOrExit(metrics().Addr)
 	brokers, prefix := kafka()
 	kafkaOpts, err := kafkaSecurity()
 	if err != nil {

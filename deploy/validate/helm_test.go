@@ -197,7 +197,7 @@ func checkContainer(t *testing.T, deployment string, c object, configMaps map[st
 	for _, probe := range []string{"readinessProbe", "livenessProbe", "startupProbe"} {
 		p, ok := c[probe].(map[string]any)
 		if !ok {
-			if svc != "salesdaily" && probe == "livenessProbe" {
+			if probe == "livenessProbe" {
 				t.Errorf("%s: no livenessProbe", where)
 			}
 			continue

@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -130,16 +129,8 @@ func runHardened(t *testing.T, access brokerAccess) *testenv.Postgres {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks, err := key.PublicSet()
+	gatewayAuth, err := key.WriteJWKS(filepath.Join(dir, "jwks.json"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	jwksJSON, err := json.Marshal(jwks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwksFile := filepath.Join(dir, "jwks.json")
-	if err := os.WriteFile(jwksFile, jwksJSON, 0o644); err != nil { //nolint:gosec // public keys, read by the services' user
 		t.Fatal(err)
 	}
 
@@ -158,8 +149,8 @@ func runHardened(t *testing.T, access brokerAccess) *testenv.Postgres {
 		// The projector first: it migrates the schema the gateway reads.
 		{"projector", fmt.Sprintf("127.0.0.1:%d", ports[1]), []string{"DATABASE_URL=" + pg.DSN}},
 		{"aggregator", fmt.Sprintf("127.0.0.1:%d", ports[2]), []string{"INSTANCE_ID=hardened-agg-" + access.instance, "PARTITIONS=3"}},
-		{"gateway", fmt.Sprintf("127.0.0.1:%d", ports[3]), []string{"DATABASE_URL=" + pg.DSN, "HTTP_ADDR=" + gatewayAddr,
-			"INSTANCE_ID=" + gatewayInstance, "REPLY_WAIT=30s", "AUTH_JWKS_FILE=" + jwksFile, "AUTH_ISSUER=" + auth.DevIssuer, "AUTH_AUDIENCE=" + auth.DevAudience}},
+		{"gateway", fmt.Sprintf("127.0.0.1:%d", ports[3]), append([]string{"DATABASE_URL=" + pg.DSN, "HTTP_ADDR=" + gatewayAddr,
+			"INSTANCE_ID=" + gatewayInstance, "REPLY_WAIT=30s"}, gatewayAuth...)},
 		{"salesdaily", fmt.Sprintf("127.0.0.1:%d", ports[4]), append([]string{"DATABASE_URL=" + pg.DSN}, access.salesdailyEnv...)},
 	}
 	type running struct {

@@ -25,7 +25,6 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -191,20 +190,14 @@ func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) st
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwks, err := key.PublicSet()
+	gatewayAuth, err := key.WriteJWKS(filepath.Join(work, "jwks.json"))
 	if err != nil {
-		t.Fatal(err)
-	}
-	jwksJSON, _ := json.Marshal(jwks)
-	jwksFile := filepath.Join(work, "jwks.json")
-	if err := os.WriteFile(jwksFile, jwksJSON, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	token, err := key.Mint("chaos", "chaos", auth.AllScopes, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gatewayAuth := []string{"AUTH_JWKS_FILE=" + jwksFile, "AUTH_ISSUER=" + auth.DevIssuer, "AUTH_AUDIENCE=" + auth.DevAudience}
 	newProc := func(name, svc string, env ...string) *proc {
 		return newProcess(name, filepath.Join(bin, svc), append(append([]string{}, common...), env...), filepath.Join(work, name+".log"))
 	}

@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -29,22 +27,13 @@ func gatewayAuth(dir string) (env []string, token string, err error) {
 	if err != nil {
 		return nil, "", err
 	}
-	set, err := key.PublicSet()
-	if err != nil {
-		return nil, "", err
-	}
-	raw, err := json.Marshal(set)
-	if err != nil {
-		return nil, "", err
-	}
-	jwks := filepath.Join(dir, "dev-jwks.json")
-	if err := os.WriteFile(jwks, raw, 0o644); err != nil {
+	if env, err = key.WriteJWKS(filepath.Join(dir, "dev-jwks.json")); err != nil {
 		return nil, "", err
 	}
 	if token, err = benchToken(key); err != nil {
 		return nil, "", err
 	}
-	return []string{"AUTH_JWKS_FILE=" + jwks, "AUTH_ISSUER=" + auth.DevIssuer, "AUTH_AUDIENCE=" + auth.DevAudience}, token, nil
+	return env, token, nil
 }
 
 // benchToken is a token of key for the bench's tenant with every scope.

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -40,16 +39,8 @@ refuses (exit 4) when ANSWERBACK_ENV is "production".`,
 			if err != nil {
 				return err
 			}
-			set, err := key.PublicSet()
-			if err != nil {
-				return err
-			}
-			b, err := json.MarshalIndent(set, "", "  ")
-			if err != nil {
-				return err
-			}
 			path := filepath.Join(dataDir, devJWKSFile)
-			if err := os.WriteFile(path, b, 0o644); err != nil { // public keys: readable by the gateways' user
+			if _, err := key.WriteJWKS(path); err != nil {
 				return err
 			}
 			return a.Print(map[string]any{"jwks": path, "issuer": auth.DevIssuer, "audience": auth.DevAudience}, func(t *Table) {

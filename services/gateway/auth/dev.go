@@ -105,6 +105,25 @@ func (k *DevKey) PublicSet() (jwk.Set, error) {
 	return set, nil
 }
 
+// WriteJWKS writes PublicSet to path as JSON, readable by every user (public
+// keys only: a gateway may run as another user), and returns the settings
+// that make a gateway process trust it: AUTH_JWKS_FILE, AUTH_ISSUER and
+// AUTH_AUDIENCE, as NAME=value.
+func (k *DevKey) WriteJWKS(path string) (gatewayEnv []string, err error) {
+	set, err := k.PublicSet()
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(set, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil { //nolint:gosec // public keys, read by the gateways' user
+		return nil, err
+	}
+	return []string{"AUTH_JWKS_FILE=" + path, "AUTH_ISSUER=" + DevIssuer, "AUTH_AUDIENCE=" + DevAudience}, nil
+}
+
 // Verifier returns a gateway's verifier of development tokens.
 func (k *DevKey) Verifier() (*Verifier, error) {
 	set, err := k.PublicSet()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/answerback/answerback/deploy/local/kafkalocal"
 	"github.com/answerback/answerback/deploy/local/procs"
+	"github.com/answerback/answerback/libs/pipeline/dlq"
 	"github.com/answerback/answerback/libs/testenv"
 )
 
@@ -125,7 +126,8 @@ func aclsOf(t *testing.T, u kafkaUser) []*kadm.ACLBuilder {
 // KafkaUsers, the services — sandboxed as in TestServicesRunHardened, with
 // the password in a mounted file as the chart gives it — create their topics,
 // take a command end to end and stop cleanly as answerback-services, and
-// abctl status and replies list work as answerback-ops.
+// every abctl command works as answerback-ops: status, topics ensure, dlq
+// list, redrive and purge, replies list and gc, replay and rebuild.
 func TestExampleACLsSuffice(t *testing.T) {
 	t.Parallel()
 	requireSandbox(t)
@@ -229,12 +231,41 @@ func TestExampleACLsSuffice(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", abctl, "../services/abctl").CombinedOutput(); err != nil {
 		t.Fatalf("go build abctl: %v\n%s", err, out)
 	}
-	for _, args := range [][]string{{"status", "--json"}, {"replies", "list", "--json"}} {
-		cmd := hardenedCommand(append([]string{"PATH=/usr/bin:/bin", "KAFKA_BROKERS=" + saslSeeds[0], "DATABASE_URL=" + pg.DSN, "LOG_LEVEL=warn"}, saslEnv("answerback-ops")...), abctl, args...)
-		out, err := cmd.CombinedOutput()
+	// What operators meet: a dead letter (as the projector would write it)
+	// and the reply topic of a gateway that crashed.
+	deadLetter := dlq.Record("orders.dlq", "projector",
+		&kgo.Record{Topic: "orders.events", Partition: 0, Offset: 0, Key: []byte("acme/o-bad"), Value: []byte("not an event")}, errors.New("not an event"))
+	if err := superClient.ProduceSync(ctx, deadLetter).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	const crashed = "replies.crashed-gateway"
+	if _, err := admin.CreateTopic(ctx, 1, 1, nil, crashed); err != nil {
+		t.Fatal(err)
+	}
+	opsEnv := append([]string{"PATH=/usr/bin:/bin", "KAFKA_BROKERS=" + saslSeeds[0], "DATABASE_URL=" + pg.DSN, "LOG_LEVEL=warn"}, saslEnv("answerback-ops")...)
+	for _, args := range [][]string{
+		{"status", "--json"},
+		{"topics", "ensure", "--partitions", "3", "--json"},
+		{"dlq", "list", "--json"},
+		{"dlq", "redrive", "--all", "--json"},
+		{"dlq", "purge", "--all", "--yes", "--json"},
+		{"replies", "list", "--json"},
+		{"replies", "gc", "--stale-after", "1s", "--json"},
+		{"replay", "--partition", "0,1,2", "--from-offset", "0", "--json"},
+		{"rebuild", "--json"},
+	} {
+		out, err := hardenedCommand(opsEnv, abctl, args...).CombinedOutput()
+		t.Logf("abctl %s: %s", strings.Join(args, " "), strings.Join(strings.Fields(string(out)), " "))
 		if err != nil {
 			t.Errorf("abctl %s as answerback-ops: %v\n%s", strings.Join(args, " "), err, out)
 		}
+	}
+	listed, err := admin.ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if listed.Has(crashed) {
+		t.Errorf("abctl replies gc as answerback-ops left %s", crashed)
 	}
 }
 

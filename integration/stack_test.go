@@ -49,6 +49,8 @@ type stack struct {
 	// fencedRestarts counts in-process aggregators restarted after they
 	// stopped fenced.
 	fencedRestarts atomic.Int64
+	// aggregatorOpts are the in-process aggregators' extra Kafka client options.
+	aggregatorOpts []kgo.Opt
 }
 
 type component struct {
@@ -60,6 +62,8 @@ type stackOptions struct {
 	gateways    int
 	replyWait   time.Duration
 	maxInFlight int
+	// aggregatorOpts are added to the in-process aggregators' Kafka clients.
+	aggregatorOpts []kgo.Opt
 }
 
 func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
@@ -70,7 +74,7 @@ func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
 	if opts.replyWait == 0 {
 		opts.replyWait = 10 * time.Second
 	}
-	s := &stack{t: t, k: k, pg: testenv.NewPostgres(t), prefix: k.Prefix + ".", procs: map[string]*component{}}
+	s := &stack{t: t, k: k, pg: testenv.NewPostgres(t), prefix: k.Prefix + ".", procs: map[string]*component{}, aggregatorOpts: opts.aggregatorOpts}
 	ctx := testenv.Context(t, time.Minute)
 	key, err := auth.LoadOrCreateDevKey(t.TempDir())
 	if err != nil {
@@ -178,7 +182,7 @@ func (s *stack) startAggregator(instance string) { s.startAggregatorDrain(instan
 func (s *stack) startAggregatorDrain(instance string, drain time.Duration) {
 	s.run("aggregator-"+instance, func(ctx context.Context) {
 		for { // as a supervisor does, restart an instance that stopped because it was fenced
-			err := aggapp.Run(ctx, aggapp.Config{Brokers: s.k.Seeds, TopicPrefix: s.prefix, InstanceID: instance, ShutdownDrain: drain, Logger: testLogger(s.t)})
+			err := aggapp.Run(ctx, aggapp.Config{Brokers: s.k.Seeds, TopicPrefix: s.prefix, InstanceID: instance, ShutdownDrain: drain, Logger: testLogger(s.t), ClientOpts: s.aggregatorOpts})
 			if errors.Is(err, aggregate.ErrProducerFenced) && ctx.Err() == nil {
 				s.fencedRestarts.Add(1)
 				continue

@@ -341,6 +341,14 @@ func (r *Runtime[S]) dropStale() {
 	clear(r.stale)
 }
 
+// forget drops the state of the partitions of records: it is read again from
+// the snapshots topic before their next command is decided.
+func (r *Runtime[S]) forget(records []*kgo.Record) {
+	for _, rec := range records {
+		delete(r.state, rec.Partition)
+	}
+}
+
 // process decides one batch in one transaction. The in-memory state changes
 // only when the transaction commits.
 func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) (err error) {
@@ -421,6 +429,15 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) (err er
 	}
 	committed, err := r.sess.End(ctx, try)
 	if err != nil {
+		// An End that failed leaves the outcome unknown: the broker may have
+		// committed (an EndTxn carried out whose answer was lost). franz-go
+		// rewinds to the offsets committed before the batch, so its commands
+		// come again; decided from the state in memory, which never took
+		// the batch in, they would be emitted a second time at the same
+		// versions. Their partitions' state is read again from the snapshots
+		// topic instead, which holds the batch's snapshots if it committed:
+		// its commands are then remembered, and answered as duplicates.
+		r.forget(records)
 		if openErr := r.endOpen(ctx); openErr != nil {
 			return errors.Join(err, openErr)
 		}

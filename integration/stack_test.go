@@ -9,11 +9,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/answerback/answerback/libs/pipeline/aggregate"
@@ -51,6 +54,9 @@ type stack struct {
 	fencedRestarts atomic.Int64
 	// aggregatorOpts are the in-process aggregators' extra Kafka client options.
 	aggregatorOpts []kgo.Opt
+	// gatewayPool is the gateways' database pool: the test's, or one on a
+	// role of their own behind the tenant wall (stackOptions.tenantWall).
+	gatewayPool *pgxpool.Pool
 }
 
 type component struct {
@@ -64,6 +70,9 @@ type stackOptions struct {
 	maxInFlight int
 	// aggregatorOpts are added to the in-process aggregators' Kafka clients.
 	aggregatorOpts []kgo.Opt
+	// tenantWall runs the gateways on a PostgreSQL role of their own, behind
+	// the tenant wall (server.GrantGateway, server.TenantWall).
+	tenantWall bool
 }
 
 func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
@@ -90,9 +99,13 @@ func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
 	}
 	s.startAggregator("agg-1")
 	s.startProjector()
+	s.gatewayPool = s.pg.Pool
+	if opts.tenantWall {
+		s.gatewayPool = s.walledPool(ctx)
+	}
 	for i := range opts.gateways {
 		gw, err := server.New(ctx, server.Config{
-			InstanceID: fmt.Sprintf("gw%d-%s", i+1, k.Prefix), Brokers: k.Seeds, TopicPrefix: s.prefix, Pool: s.pg.Pool,
+			InstanceID: fmt.Sprintf("gw%d-%s", i+1, k.Prefix), Brokers: k.Seeds, TopicPrefix: s.prefix, Pool: s.gatewayPool,
 			DefaultWait: opts.replyWait, MaxWait: 30 * time.Second, MaxInFlight: opts.maxInFlight, Auth: verifier, Logger: testLogger(t),
 		})
 		if err != nil {
@@ -107,6 +120,41 @@ func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
 	}
 	t.Cleanup(s.stopAll)
 	return s
+}
+
+// walledPool creates a PostgreSQL role for the gateways, grants it what
+// they need (server.GrantGateway), and returns a pool connected as it with
+// the tenant wall; the role goes when the test ends.
+func (s *stack) walledPool(ctx context.Context) *pgxpool.Pool {
+	s.t.Helper()
+	role := "gateway_" + strings.ReplaceAll(testenv.UniqueName("w"), "-", "_")
+	if _, err := s.pg.Pool.Exec(ctx, "CREATE ROLE "+role+" LOGIN"); err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() {
+		ctx := context.Background()
+		_, _ = s.pg.Pool.Exec(ctx, "DROP OWNED BY "+role) // its grants in the test's database
+		_, _ = s.pg.Pool.Exec(ctx, "DROP ROLE "+role)
+	})
+	if err := server.GrantGateway(ctx, s.pg.Pool, role); err != nil {
+		s.t.Fatal(err)
+	}
+	dsn, err := url.Parse(s.pg.DSN)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	dsn.User = url.User(role)
+	cfg, err := pgxpool.ParseConfig(dsn.String())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	server.TenantWall(cfg)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(pool.Close)
+	return pool
 }
 
 // testTenant is the tenant of the stack's requests, unless a test says otherwise.

@@ -270,6 +270,11 @@ func swap(ctx context.Context, p Projection, cfg RebuildConfig, live, retired st
 	}
 	for _, t := range tables {
 		if slices.Contains(liveTables, t) {
+			// Whom the live table grants what (the gateways' role, say)
+			// the new one grants too.
+			if err := copyGrants(ctx, tx, ident(live)+"."+ident(t), ident(cfg.Shadow)+"."+ident(t)); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, `ALTER TABLE `+ident(live)+`.`+ident(t)+` SET SCHEMA `+ident(retired)); err != nil {
 				return err
 			}
@@ -283,6 +288,31 @@ func swap(ctx context.Context, p Projection, cfg RebuildConfig, live, retired st
 	}
 	stats.SwapLocked = time.Since(locked)
 	stats.Tables = tables
+	return nil
+}
+
+// copyGrants grants on table to what from grants, but to its owner (who
+// keeps every privilege anyway).
+func copyGrants(ctx context.Context, tx pgx.Tx, from, to string) error {
+	rows, err := tx.Query(ctx, `
+		SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(a.grantee::regrole::text) END, a.privilege_type
+		FROM pg_class c, aclexplode(c.relacl) a
+		WHERE c.oid = $1::regclass AND a.grantee <> c.relowner`, from)
+	if err != nil {
+		return fmt.Errorf("rebuild: the grants on %s: %w", from, err)
+	}
+	grants, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+		var g [2]string
+		return g, r.Scan(&g[0], &g[1])
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild: the grants on %s: %w", from, err)
+	}
+	for _, g := range grants {
+		if _, err := tx.Exec(ctx, `GRANT `+g[1]+` ON `+to+` TO `+g[0]); err != nil {
+			return fmt.Errorf("rebuild: granting %s on %s to %s: %w", g[1], to, g[0], err)
+		}
+	}
 	return nil
 }
 

@@ -44,7 +44,27 @@ CREATE TABLE IF NOT EXISTS view_changes (
 	at           timestamptz NOT NULL,
 	PRIMARY KEY (topic, aggregate_id, version)
 );
-CREATE INDEX IF NOT EXISTS view_changes_at ON view_changes (at);`
+CREATE INDEX IF NOT EXISTS view_changes_at ON view_changes (at);
+-- The tenant wall (see the view's migration 0004_tenant_wall.sql): a role
+-- that does not own these tables sees only the outcomes and changes of the
+-- tenant named in answerback.tenant; the change log names its aggregates by
+-- stream key, "<tenant>/<id>".
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = current_schema() AND tablename = 'command_outcomes' AND policyname = 'tenant_wall') THEN
+		ALTER TABLE command_outcomes ENABLE ROW LEVEL SECURITY;
+		CREATE POLICY tenant_wall ON command_outcomes
+			USING (tenant = current_setting('answerback.tenant', true))
+			WITH CHECK (tenant = current_setting('answerback.tenant', true));
+	END IF;
+	IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE schemaname = current_schema() AND tablename = 'view_changes' AND policyname = 'tenant_wall') THEN
+		ALTER TABLE view_changes ENABLE ROW LEVEL SECURITY;
+		CREATE POLICY tenant_wall ON view_changes
+			USING (split_part(aggregate_id, '/', 1) = current_setting('answerback.tenant', true))
+			WITH CHECK (split_part(aggregate_id, '/', 1) = current_setting('answerback.tenant', true));
+	END IF;
+END
+$$;`
 
 // EnsureSchema creates the runtime's tables when missing; concurrent callers
 // serialise on an advisory lock.

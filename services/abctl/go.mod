@@ -24,6 +24,7 @@ require (
 	github.com/answerback/answerback/libs/projector v0.0.0
 	github.com/answerback/answerback/libs/testenv v0.0.0
 	github.com/answerback/answerback/services/aggregator v0.0.0
+	github.com/answerback/answerback/services/gateway v0.0.0
 	github.com/answerback/answerback/services/projector v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.9.2
 	github.com/spf13/cobra v1.10.2
@@ -36,7 +37,6 @@ require (
 	github.com/VividCortex/ewma v1.2.0 // indirect
 	github.com/acarl005/stripansi v0.0.0-20180116102854-5a71ef0e047d // indirect
 	github.com/answerback/answerback/deploy/local v0.0.0 // indirect
-	github.com/answerback/answerback/services/gateway v0.0.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

@@ -104,6 +104,10 @@ func run(ctx context.Context, brokers []string, dsn, prefix, addr, instance stri
 		// view or records a key, so a busy gateway needs more.
 		poolCfg.MaxConns = 32
 	}
+	// Each connection names its request's tenant: on a role of the
+	// gateway's own, PostgreSQL's row-level security then shows it that
+	// tenant's rows only (server.GrantGateway).
+	server.TenantWall(poolCfg)
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return err

@@ -123,8 +123,8 @@ func TestMigrate(t *testing.T) {
 	if err := pg.Pool.QueryRow(ctx, "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &max); err != nil {
 		t.Fatal(err)
 	}
-	if n != 3 || max != 3 {
-		t.Fatalf("schema_migrations has %d rows up to version %d, want 3 rows up to version 3", n, max)
+	if n != 4 || max != 4 {
+		t.Fatalf("schema_migrations has %d rows up to version %d, want 4 rows up to version 4", n, max)
 	}
 	for _, table := range []string{"catalog_items", "orders", "order_lines", "sku_reservations"} {
 		if _, err := pg.Pool.Exec(ctx, "SELECT 1 FROM "+table); err != nil {

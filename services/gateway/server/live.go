@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/projector"
 )
 
@@ -168,7 +169,9 @@ func (h *hub) broadcast(ctx context.Context, aggregate string) {
 	if a == nil {
 		return // nobody streams it here
 	}
-	frames, err := h.framesAfter(ctx, aggregate, after)
+	// Read on behalf of the aggregate's tenant (the tenant wall).
+	tenant, _, _ := envelope.SplitStreamKey(aggregate)
+	frames, err := h.framesAfter(withTenant(ctx, tenant), aggregate, after)
 	if err != nil {
 		h.log.Warn("live views: reading changes", "aggregate", aggregate, "err", err)
 		return

@@ -24,7 +24,6 @@ import (
 	"github.com/answerback/answerback/libs/pipeline/registry"
 	"github.com/answerback/answerback/libs/pipeline/replies"
 	"github.com/answerback/answerback/libs/pipeline/topics"
-	"github.com/answerback/answerback/libs/projector"
 	"github.com/answerback/answerback/services/gateway/auth"
 )
 
@@ -147,16 +146,17 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	// The gateway reads the view and the recorded outcomes: make sure their
-	// schema exists even when it starts before any projector (both are
-	// idempotent and serialised by advisory locks).
-	if err := view.Migrate(ctx, cfg.Pool); err != nil {
-		return nil, fmt.Errorf("gateway: view migrations: %w", err)
+	// schema exists even when it starts before any projector — unless it
+	// runs on a role of its own behind the tenant wall, which leaves the
+	// schema to its owner (GrantGateway).
+	owns, err := ownsSchema(ctx, cfg.Pool)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: database: %w", err)
 	}
-	if err := projector.EnsureSchema(ctx, cfg.Pool); err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
-	}
-	if err := ensureGatewaySchema(ctx, cfg.Pool); err != nil {
-		return nil, fmt.Errorf("gateway: schema: %w", err)
+	if owns {
+		if err := migrateAll(ctx, cfg.Pool); err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),

@@ -314,3 +314,67 @@ func str(v any) string {
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// TestHelmTenantWall: with database.gateway set (the production example),
+// the gateways connect with their own role's URL, a hook Job grants that
+// role as the owner before every install and upgrade with an abctl command
+// that exists, and nothing else changes role; half the setting is refused.
+func TestHelmTenantWall(t *testing.T) {
+	objs := render(t, filepath.Join(root, "deploy", "k8s", "examples", "values-production.yaml"))
+	secretOf := func(c any) string {
+		for _, e := range list(dig(c, "env")) {
+			if str(dig(e, "name")) == "DATABASE_URL" {
+				return str(dig(e, "valueFrom", "secretKeyRef", "name"))
+			}
+		}
+		return ""
+	}
+	var grants int
+	for _, o := range objs {
+		switch o.kind() {
+		case "Deployment":
+			for _, c := range list(dig(o, "spec", "template", "spec", "containers")) {
+				want := "answerback-app"
+				if strings.HasSuffix(o.name(), "-gateway") {
+					want = "answerback-gateway-db"
+				}
+				if got := secretOf(c); got != "" && got != want {
+					t.Errorf("Deployment %s: DATABASE_URL from %s, want %s", o.name(), got, want)
+				}
+			}
+		case "Job":
+			c := list(dig(o, "spec", "template", "spec", "containers"))[0]
+			var args []string
+			for _, a := range list(dig(c, "args")) {
+				args = append(args, str(a))
+			}
+			if len(args) < 4 || !slices.Equal(args[:4], []string{"db", "grant-gateway", "--role", "answerback_gateway"}) {
+				continue
+			}
+			grants++
+			if hook := str(dig(o, "metadata", "annotations", "helm.sh/hook")); hook != "pre-install,pre-upgrade" {
+				t.Errorf("Job %s: hook %q, want pre-install,pre-upgrade", o.name(), hook)
+			}
+			if got := secretOf(c); got != "answerback-app" {
+				t.Errorf("Job %s: DATABASE_URL from %s, want the owner's answerback-app", o.name(), got)
+			}
+			bin := filepath.Join(t.TempDir(), "abctl")
+			if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(root, "services", "abctl")).CombinedOutput(); err != nil {
+				t.Fatalf("go build abctl: %v\n%s", err, out)
+			}
+			if out, err := exec.Command(bin, append(args[:2:2], "--help")...).CombinedOutput(); err != nil {
+				t.Errorf("abctl %s: %v\n%s", strings.Join(args[:2], " "), err, out)
+			}
+		}
+	}
+	if grants != 1 {
+		t.Errorf("%d Jobs grant the gateways' role, want 1", grants)
+	}
+	half := filepath.Join(t.TempDir(), "half.yaml")
+	if err := os.WriteFile(half, []byte("database:\n  gateway:\n    role: answerback_gateway\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(helm(t), "template", "answerback", chart, "-f", half).CombinedOutput(); err == nil || !strings.Contains(string(out), "tenant wall") {
+		t.Errorf("a role without its URL's Secret rendered: %v\n%s", err, out)
+	}
+}

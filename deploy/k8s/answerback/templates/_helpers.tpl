@@ -183,6 +183,23 @@ Secret environment variables every service reads (as env entries).
 {{- end }}
 
 {{/*
+The gateway's DATABASE_URL: its own role's (the tenant wall) when given, else the owner's.
+*/}}
+{{- define "answerback.gatewayDatabaseEnv" -}}
+{{- with .Values.database.gateway.urlSecret }}
+{{- if .name }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ required "database.gateway.urlSecret.key is required" .key }}
+{{- else }}
+{{- include "answerback.databaseEnv" $ }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
 INSTANCE_ID: the pod's name, unique per live pod and never reused.
 */}}
 {{- define "answerback.instanceEnv" -}}
@@ -347,6 +364,9 @@ Refuse settings that cannot work.
 {{- end }}
 {{- if not (and .Values.auth.issuer .Values.auth.audience) }}
 {{- fail "the gateway needs auth.issuer and auth.audience" }}
+{{- end }}
+{{- if ne (empty .Values.database.gateway.role) (empty .Values.database.gateway.urlSecret.name) }}
+{{- fail "the tenant wall needs both database.gateway.role and database.gateway.urlSecret.name (or neither)" }}
 {{- end }}
 {{- if and .Values.kafka.sasl.mechanism (not .Values.kafka.sasl.passwordSecret.name) }}
 {{- fail "kafka.sasl.mechanism is set: name the password's Secret in kafka.sasl.passwordSecret.name" }}

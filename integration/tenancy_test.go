@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -9,11 +11,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/answerback/answerback/libs/domain/view"
 	"github.com/answerback/answerback/libs/projector"
 	"github.com/answerback/answerback/libs/testenv"
 	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/services/gateway/server"
 	projapp "github.com/answerback/answerback/services/projector/app"
 )
 
@@ -262,4 +266,27 @@ func TestTenantWall(t *testing.T) {
 	if err != nil || !slices.Equal(owners, []string{testTenant, "globex"}) {
 		t.Errorf("the owner sees the orders of %v (%v), want both tenants'", owners, err)
 	}
+}
+
+// BenchmarkTenantWall prints what the wall costs a gateway's read of an
+// order (view.GetOrder): on the owner's role (no wall), behind the wall
+// with every read for the same tenant (the connection keeps it), and with
+// the tenant changing at every read (one set_config round trip more).
+func BenchmarkTenantWall(b *testing.B) {
+	s := startStackWithOrder(b, testenv.EmbeddedKafka(b), stackOptions{tenantWall: true})
+	s.mustCall(1, http.StatusOK, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1})
+	walled := s.gatewayPool
+	read := func(b *testing.B, pool *pgxpool.Pool, tenant func(i int) string) {
+		for i := 0; b.Loop(); i++ {
+			ctx := server.WithTenant(context.Background(), tenant(i))
+			if _, _, err := view.GetOrder(ctx, pool, tenant(i), "o"); err != nil && !errors.Is(err, view.ErrNotFound) {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("owner", func(b *testing.B) { read(b, s.pg.Pool, func(int) string { return testTenant }) })
+	b.Run("wall-same-tenant", func(b *testing.B) { read(b, walled, func(int) string { return testTenant }) })
+	b.Run("wall-tenant-changes", func(b *testing.B) {
+		read(b, walled, func(i int) string { return []string{testTenant, "globex"}[i%2] })
+	})
 }

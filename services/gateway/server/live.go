@@ -171,7 +171,7 @@ func (h *hub) broadcast(ctx context.Context, aggregate string) {
 	}
 	// Read on behalf of the aggregate's tenant (the tenant wall).
 	tenant, _, _ := envelope.SplitStreamKey(aggregate)
-	frames, err := h.framesAfter(withTenant(ctx, tenant), aggregate, after)
+	frames, err := h.framesAfter(WithTenant(ctx, tenant), aggregate, after)
 	if err != nil {
 		h.log.Warn("live views: reading changes", "aggregate", aggregate, "err", err)
 		return

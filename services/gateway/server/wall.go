@@ -27,14 +27,14 @@ const TenantSetting = "answerback.tenant"
 
 type tenantKey struct{}
 
-// withTenant returns ctx naming tenant for the wall: what a request reads on
-// its tenant's behalf carries its principal already; background work names
-// the tenant it works for with this.
-func withTenant(ctx context.Context, tenant string) context.Context {
+// WithTenant returns ctx naming tenant for the wall (TenantWall): what a
+// request reads on its tenant's behalf carries its principal already;
+// background work names the tenant it works for with this.
+func WithTenant(ctx context.Context, tenant string) context.Context {
 	return context.WithValue(ctx, tenantKey{}, tenant)
 }
 
-// tenantOfContext is the tenant ctx names: withTenant's, else the request's
+// tenantOfContext is the tenant ctx names: WithTenant's, else the request's
 // principal's, else "" (no tenant: the wall shows nothing).
 func tenantOfContext(ctx context.Context) string {
 	if t, ok := ctx.Value(tenantKey{}).(string); ok {

@@ -19,6 +19,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/answerback/answerback/libs/domain/catalog"
 	"github.com/answerback/answerback/libs/domain/orders"
@@ -122,7 +123,42 @@ func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, &envelope.Problem{Type: "not-ready", Title: "Kafka unavailable", Status: http.StatusServiceUnavailable})
 		return
 	}
+	if err := g.commandTopicsExist(ctx); err != nil {
+		writeProblem(w, &envelope.Problem{Type: "not-ready", Title: "command topics unavailable", Status: http.StatusServiceUnavailable,
+			Detail: err.Error() + ": run `abctl topics ensure` or start an aggregator, which creates them"})
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// commandTopicsExist reports whether the broker has every topic this gateway
+// publishes commands to, with its partitions led. Until then a command could
+// only be answered 503, so the gateway is not ready: a load balancer sends it
+// no traffic while the topics are still being created (the aggregator or
+// `abctl topics ensure` creates them, maybe after the gateway started).
+func (g *Gateway) commandTopicsExist(ctx context.Context) error {
+	want := []string{g.orders.Commands, g.catalog.Commands}
+	meta, err := kadm.NewClient(g.cl).Metadata(ctx, want...)
+	if err != nil {
+		return fmt.Errorf("metadata: %w", err)
+	}
+	for _, name := range want {
+		t, ok := meta.Topics[name]
+		switch {
+		case !ok:
+			return fmt.Errorf("topic %s: not in the metadata", name)
+		case t.Err != nil:
+			return fmt.Errorf("topic %s: %w", name, t.Err)
+		case len(t.Partitions) == 0:
+			return fmt.Errorf("topic %s: no partitions", name)
+		}
+		for _, p := range t.Partitions {
+			if p.Err != nil || p.Leader < 0 {
+				return fmt.Errorf("topic %s partition %d: no leader", name, p.Partition)
+			}
+		}
+	}
+	return nil
 }
 
 // decodeBody reads a JSON request body into v and returns it normalized

@@ -40,6 +40,12 @@ type system struct {
 	pgPid      func() int // the postmaster
 	// pprofAddrs are the addresses that serve Go's profiles, by process.
 	pprofAddrs map[string]string
+	// brokerRequests returns the requests the system's broker has served so
+	// far, by API name ("Produce", "Fetch", "EndTxn"…), counted by the broker
+	// itself (Apache Kafka's RequestMetrics, or a kfake control hook); the
+	// difference over a step, divided by the commands answered, is the
+	// requests per command. nil when not known.
+	brokerRequests func(ctx context.Context) (map[string]float64, error)
 	// stageSource is where the stage probe reads the records a command
 	// leaves; nil for systems built otherwise than Answerback.
 	stageSource *stageSource

@@ -45,6 +45,15 @@ type Options struct {
 	Properties []string
 	// StartTimeout bounds the wait for the cluster to answer metadata; default 90s.
 	StartTimeout time.Duration
+	// FullJIT runs the broker with the JVM's default tiered JIT (C1, then C2
+	// for hot code), as production runs it. Off (the default), the JIT stops
+	// at C1 (-XX:TieredStopAtLevel=1): a broker that starts faster and
+	// compiles less, for tests.
+	FullJIT bool
+	// JMXPort, when set, has node i serve JMX (RMI, without authentication
+	// or TLS) on 127.0.0.1 at JMXPort+i-1, for RequestCounts; Start then
+	// also fetches Kafka's tools (EnsureTools). 0: no JMX port.
+	JMXPort int
 }
 
 func (o *Options) setDefaults() {
@@ -79,6 +88,9 @@ func (o *Options) validate() error {
 	if o.Port <= 0 || o.Port+100+o.Nodes > 65535 {
 		errs = append(errs, fmt.Errorf("option Port %d out of range", o.Port))
 	}
+	if o.JMXPort < 0 || o.JMXPort+o.Nodes > 65535 {
+		errs = append(errs, fmt.Errorf("option JMXPort %d out of range", o.JMXPort))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("kafkalocal: %w", err)
 	}
@@ -90,6 +102,7 @@ func (o *Options) validate() error {
 type Cluster struct {
 	opts    Options
 	libs    string
+	tools   string // Kafka's tools (JmxTool), when Options.JMXPort is set
 	nodes   []*Node
 	logFile *os.File
 }
@@ -99,6 +112,7 @@ type Node struct {
 	ID             int
 	Port           int
 	ControllerPort int
+	JMXPort        int // 0: none
 	Dir            string
 	cmd            *exec.Cmd
 	exited         chan struct{}
@@ -139,13 +153,23 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	c := &Cluster{opts: opts, libs: libs, logFile: logFile}
+	if opts.JMXPort > 0 {
+		if c.tools, err = EnsureTools(ctx, opts.CacheDir, opts.Version, logFile); err != nil {
+			logFile.Close()
+			return nil, err
+		}
+	}
 	for i := 1; i <= opts.Nodes; i++ {
-		c.nodes = append(c.nodes, &Node{
+		n := &Node{
 			ID:             i,
 			Port:           opts.Port + i - 1,
 			ControllerPort: opts.Port + 100 + i - 1,
 			Dir:            filepath.Join(opts.Dir, "node"+strconv.Itoa(i)),
-		})
+		}
+		if opts.JMXPort > 0 {
+			n.JMXPort = opts.JMXPort + i - 1
+		}
+		c.nodes = append(c.nodes, n)
 	}
 	for _, n := range c.nodes {
 		if err := c.prepare(ctx, n); err != nil {
@@ -283,22 +307,47 @@ func (c *Cluster) clusterID() (string, error) {
 	return id, os.WriteFile(path, []byte(id+"\n"), 0o644)
 }
 
+// c1Only stops the JIT at C1: a JVM that starts faster and compiles less.
+// C2 pays off only after a warm-up, for minutes on a small machine.
+const c1Only = "-XX:TieredStopAtLevel=1"
+
+// JITFlags are the JVM flags that choose the brokers' JIT: none for the
+// JVM's default tiered compilation (Options.FullJIT).
+func (c *Cluster) JITFlags() []string {
+	if c.opts.FullJIT {
+		return nil
+	}
+	return []string{c1Only}
+}
+
+// javaArgs runs main of the broker's jars on node n's heap and logging; a
+// broker (kafka.Kafka) gets the JIT Options.FullJIT chooses and n's JMX
+// port, any other main (a short-lived tool) C1 only.
 func (c *Cluster) javaArgs(n *Node, main string, args ...string) []string {
 	a := []string{
 		fmt.Sprintf("-Xms%dm", c.opts.HeapMB/2), fmt.Sprintf("-Xmx%dm", c.opts.HeapMB),
 		"-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-		// The JIT stops at C1: on a small machine, C2 compiled for minutes
-		// under the benchmark's load and took more CPU than it saved
-		// (docs/BENCHMARKS.md); C1 also starts a broker faster.
-		"-XX:TieredStopAtLevel=1",
+	}
+	if main != brokerMain {
+		a = append(a, c1Only)
+	} else {
+		a = append(a, c.JITFlags()...)
+		if n.JMXPort > 0 {
+			a = append(a, jmxFlags(n.JMXPort)...)
+		}
+	}
+	a = append(a,
 		"-Djava.awt.headless=true",
-		"-Dkafka.logs.dir=" + n.LogDir(),
-		"-Dlog4j2.configurationFile=" + filepath.Join(n.Dir, "log4j2.yaml"),
+		"-Dkafka.logs.dir="+n.LogDir(),
+		"-Dlog4j2.configurationFile="+filepath.Join(n.Dir, "log4j2.yaml"),
 		"-cp", filepath.Join(c.libs, "*"),
 		main,
-	}
+	)
 	return append(a, args...)
 }
+
+// brokerMain is the broker's main class.
+const brokerMain = "kafka.Kafka"
 
 func (c *Cluster) startNode(n *Node) error {
 	if pid := readPid(n.pidPath()); pid > 0 && processAlive(pid) {
@@ -314,12 +363,17 @@ func (c *Cluster) startNode(n *Node) error {
 	if err := portFree(n.ControllerPort); err != nil {
 		return err
 	}
+	if n.JMXPort > 0 {
+		if err := portFree(n.JMXPort); err != nil {
+			return err
+		}
+	}
 	out, err := os.OpenFile(filepath.Join(n.LogDir(), "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	cmd := exec.Command("java", c.javaArgs(n, "kafka.Kafka", n.configPath())...)
+	cmd := exec.Command("java", c.javaArgs(n, brokerMain, n.configPath())...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: c.opts.Detach, Setpgid: !c.opts.Detach}
 	if err := cmd.Start(); err != nil {

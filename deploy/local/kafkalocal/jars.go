@@ -47,7 +47,34 @@ func EnsureJars(ctx context.Context, cacheDir, version string, logw *os.File) (s
 	if version == "" {
 		version = DefaultVersion
 	}
-	dir, err := filepath.Abs(filepath.Join(cacheDir, "kafka-"+version))
+	return ensureArtifacts(ctx, filepath.Join(cacheDir, "kafka-"+version), logw,
+		artifact{"org.apache.kafka", "kafka_2.13", version},
+		// The broker logs through SLF4J 1.7; this binding routes it to log4j2 so logs reach a file.
+		artifact{"org.apache.logging.log4j", "log4j-slf4j-impl", log4jVersion})
+}
+
+// EnsureTools makes sure Apache Kafka's command-line tools of the given
+// version (org.apache.kafka:kafka-tools, JmxTool among them) and their
+// dependencies are in cacheDir/kafka-tools-<version>/libs, resolving them
+// with Maven the first time, and returns that folder, as EnsureJars does.
+func EnsureTools(ctx context.Context, cacheDir, version string, logw *os.File) (string, error) {
+	if version == "" {
+		version = DefaultVersion
+	}
+	return ensureArtifacts(ctx, filepath.Join(cacheDir, "kafka-tools-"+version), logw, artifact{"org.apache.kafka", "kafka-tools", version})
+}
+
+// artifact names a Maven artifact.
+type artifact struct{ Group, Artifact, Version string }
+
+// jar is the file name of a's jar.
+func (a artifact) jar() string { return a.Artifact + "-" + a.Version + ".jar" }
+
+// ensureArtifacts resolves arts and their runtime dependencies into dir/libs
+// with Maven, once: a stamp file marks a folder complete, and a later call
+// finds it and returns dir/libs at once.
+func ensureArtifacts(ctx context.Context, dir string, logw *os.File, arts ...artifact) (string, error) {
+	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
 	}
@@ -68,7 +95,7 @@ func EnsureJars(ctx context.Context, cacheDir, version string, logw *os.File) (s
 	}
 	var pom bytes.Buffer
 	tmpl := template.Must(template.New("pom").Parse(pomTemplate))
-	if err := tmpl.Execute(&pom, map[string]string{"KafkaVersion": version, "Log4jVersion": log4jVersion}); err != nil {
+	if err := tmpl.Execute(&pom, map[string]any{"Name": filepath.Base(dir), "Deps": arts}); err != nil {
 		return "", err
 	}
 	pomPath := filepath.Join(dir, "pom.xml")
@@ -79,13 +106,14 @@ func EnsureJars(ctx context.Context, cacheDir, version string, logw *os.File) (s
 	cmd := exec.CommandContext(ctx, mvn, "-q", "-B", "-f", pomPath,
 		"dependency:copy-dependencies", "-DincludeScope=runtime", "-DoutputDirectory="+libs)
 	cmd.Stdout, cmd.Stderr = logw, logw
+	main := arts[0]
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("kafkalocal: resolving org.apache.kafka:kafka_2.13:%s with mvn: %w", version, err)
+		return "", fmt.Errorf("kafkalocal: resolving %s:%s:%s with mvn: %w", main.Group, main.Artifact, main.Version, err)
 	}
-	if _, err := os.Stat(filepath.Join(libs, "kafka_2.13-"+version+".jar")); err != nil {
-		return "", fmt.Errorf("kafkalocal: mvn finished but the broker jar is missing: %w", err)
+	if _, err := os.Stat(filepath.Join(libs, main.jar())); err != nil {
+		return "", fmt.Errorf("kafkalocal: mvn finished but %s is missing: %w", main.jar(), err)
 	}
-	if err := os.WriteFile(stamp, []byte(version+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(stamp, []byte(main.Version+"\n"), 0o644); err != nil {
 		return "", err
 	}
 	return libs, nil

@@ -142,6 +142,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("embedded Kafka on %s: %w", cfg.kafkaAddr, err)
 		}
+		countRequests(cluster)
 		defer func() {
 			cluster.Close()
 			log.Info("embedded Kafka stopped", "data", dir)

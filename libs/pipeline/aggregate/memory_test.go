@@ -8,23 +8,29 @@ import (
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 )
 
-// TestWithKeyForgetsOldestBeyondLimit: past the limit the commands sent
-// first are forgotten and forgotten moves to the newest of them; commands
-// decided longer than the window ago are dropped.
-func TestWithKeyForgetsOldestBeyondLimit(t *testing.T) {
+// TestRememberForgetsOldestBeyondLimit: past the limit the commands sent
+// first are forgotten — deleted, so their records get tombstones — and
+// forgotten moves to the newest of them; pruneOlderThan drops the commands
+// decided before the window.
+func TestRememberForgetsOldestBeyondLimit(t *testing.T) {
 	t.Parallel()
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var e entry[struct{}]
+	e := newPending(entry[struct{}]{}, 0)
 	for i := range 5 {
 		sent := base.Add(time.Duration(i) * time.Second)
-		e = e.withKey(fmt.Sprint("k", i), keyRecord{At: sent, Sent: sent}, time.Hour, 3)
+		e.remember(fmt.Sprint("k", i), keyRecord{At: sent, Sent: sent}, 3)
 	}
 	if len(e.keys) != 3 {
 		t.Fatalf("%d keys remembered, want 3", len(e.keys))
 	}
 	for _, k := range []string{"k2", "k3", "k4"} {
-		if _, ok := e.keys[k]; !ok {
-			t.Errorf("%s forgotten, want it remembered", k)
+		if _, ok := e.keys[k]; !ok || !e.written[k] {
+			t.Errorf("%s forgotten or not to be written, want it remembered", k)
+		}
+	}
+	for _, k := range []string{"k0", "k1"} {
+		if kept, ok := e.written[k]; !ok || kept {
+			t.Errorf("%s: written = %v, %v; want a tombstone", k, kept, ok)
 		}
 	}
 	if want := base.Add(time.Second); !e.forgotten.Equal(want) {
@@ -32,9 +38,80 @@ func TestWithKeyForgetsOldestBeyondLimit(t *testing.T) {
 	}
 
 	later := base.Add(2 * time.Hour)
-	e = e.withKey("k9", keyRecord{At: later, Sent: later}, time.Hour, 3)
+	e.remember("k9", keyRecord{At: later, Sent: later}, 3)
+	e.pruneOlderThan(later.Add(-time.Hour))
 	if len(e.keys) != 1 {
 		t.Errorf("after the window: %d keys, want only k9", len(e.keys))
+	}
+}
+
+// TestPendingLeavesCommittedUntouched: a batch works on a copy; the
+// committed entry keeps its commands whatever the batch does.
+func TestPendingLeavesCommittedUntouched(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	committed := entry[struct{}]{keys: map[string]keyRecord{"a": {At: at, Sent: at}}}
+	e := newPending(committed, 0)
+	e.remember("b", keyRecord{At: at.Add(time.Second), Sent: at.Add(time.Second)}, 1)
+	if _, ok := committed.keys["a"]; !ok || len(committed.keys) != 1 {
+		t.Fatalf("committed keys changed by the batch: %v", committed.keys)
+	}
+	if _, ok := e.keys["a"]; ok {
+		t.Fatalf("the batch still remembers a past its limit of 1")
+	}
+}
+
+// TestRemembersWithinWindowOnly: a command decided longer than the window
+// ago is not answered as a duplicate even before it is pruned.
+func TestRemembersWithinWindowOnly(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e := entry[struct{}]{keys: map[string]keyRecord{"k": {At: at}}}
+	if _, ok := e.remembers("k", at.Add(time.Minute), time.Hour); !ok {
+		t.Error("k not remembered within its window")
+	}
+	if _, ok := e.remembers("k", at.Add(2*time.Hour), time.Hour); ok {
+		t.Error("k remembered past its window")
+	}
+}
+
+// TestLegacySnapshotKeysAreWrittenAgain: an entry restored from a snapshot
+// that carried its commands inline writes them all as records of their own
+// at its next change, so that none is lost when the new state record
+// replaces the old one.
+func TestLegacySnapshotKeysAreWrittenAgain(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e := newPending(entry[struct{}]{keys: map[string]keyRecord{"a": {At: at}, "b": {At: at}}, legacyKeys: true}, 0)
+	if !e.written["a"] || !e.written["b"] || e.legacyKeys {
+		t.Fatalf("written = %v, legacyKeys = %v; want a and b written, legacy cleared", e.written, e.legacyKeys)
+	}
+}
+
+// TestRememberedKeyRoundTrip: the key of a remembered command names its
+// stream and dedupe key unambiguously, whatever bytes they hold, and no
+// state record's key parses as one.
+func TestRememberedKeyRoundTrip(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ stream, dedupe string }{
+		{"acme/order-1", "command c1"},
+		{"acme/order-1\x00r", "k"},
+		{"", ""},
+		{"t/" + string(make([]byte, 300)), "key/with/slashes"},
+	} {
+		stream, dedupe, ok, err := parseRememberedKey(rememberedKey(c.stream, c.dedupe))
+		if err != nil || !ok || stream != c.stream || dedupe != c.dedupe {
+			t.Errorf("%q %q: got %q %q ok=%v err=%v", c.stream, c.dedupe, stream, dedupe, ok, err)
+		}
+	}
+	if _, _, ok, err := parseRememberedKey([]byte("acme/order-1")); ok || err != nil {
+		t.Errorf("a stream key parsed as a remembered command: ok=%v err=%v", ok, err)
+	}
+	if _, _, _, err := parseRememberedKey([]byte(rememberedPrefix + "\x7f")); err == nil {
+		t.Error("a truncated remembered-command key parsed")
+	}
+	if validStreamKey([]byte(rememberedPrefix+"x")) == nil || validStreamKey([]byte("acme/o-1")) != nil {
+		t.Error("validStreamKey: want keys starting with NUL refused, others accepted")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -63,6 +64,7 @@ func (r *Runtime[S]) loadPartition(ctx context.Context, p int32) (map[string]ent
 		}
 	}
 	state := map[string]entry[S]{}
+	remembered := map[string]map[string]keyRecord{} // stream → dedupe key → command
 	for next := startOffset; next < stable; {
 		fetches := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
@@ -73,29 +75,72 @@ func (r *Runtime[S]) loadPartition(ctx context.Context, p int32) (map[string]ent
 		if fetchErr != nil {
 			return nil, fetchErr
 		}
-		var badSnapshot error
+		var bad error
 		fetches.EachRecord(func(rec *kgo.Record) {
 			next = rec.Offset + 1
-			if rec.Attrs.IsControl() || badSnapshot != nil {
+			if rec.Attrs.IsControl() || bad != nil {
 				return
 			}
-			if rec.Value == nil {
-				delete(state, string(rec.Key))
-				return
+			// Only this runtime writes snapshots; going on without one would
+			// reuse versions or apply a command twice. Refuse the partition
+			// instead.
+			if err := restoreRecord(state, remembered, rec); err != nil {
+				bad = fmt.Errorf("unreadable snapshot record %q at %s/%d@%d: %w", rec.Key, topic, p, rec.Offset, err)
 			}
-			var snap snapshot[S]
-			if err := json.Unmarshal(rec.Value, &snap); err != nil {
-				// Only this runtime writes snapshots; going on without one
-				// would reuse versions. Refuse the partition instead.
-				badSnapshot = fmt.Errorf("unreadable snapshot of %s at %s/%d@%d: %w", rec.Key, topic, p, rec.Offset, err)
-				return
-			}
-			state[string(rec.Key)] = entry[S]{state: snap.State, version: snap.Version, keys: snap.Keys, forgotten: snap.Forgotten}
 		})
-		if badSnapshot != nil {
-			return nil, badSnapshot
+		if bad != nil {
+			return nil, bad
 		}
+	}
+	for stream, keys := range remembered {
+		e := state[stream]
+		if e.keys == nil {
+			e.keys = keys
+		} else {
+			maps.Copy(e.keys, keys)
+		}
+		state[stream] = e
 	}
 	r.log.Info("partition restored", "partition", p, "aggregates", len(state), "snapshot_records", stable-startOffset, "took", time.Since(start).Round(time.Millisecond))
 	return state, nil
+}
+
+// restoreRecord applies one snapshots-topic record to the state being
+// restored: an aggregate's state record, or a command it remembers (or a
+// tombstone for one it forgot), in remembered.
+func restoreRecord[S any](state map[string]entry[S], remembered map[string]map[string]keyRecord, rec *kgo.Record) error {
+	stream, dedupe, isCommand, err := parseRememberedKey(rec.Key)
+	switch {
+	case err != nil:
+		return err
+	case isCommand && rec.Value == nil:
+		delete(remembered[stream], dedupe)
+		return nil
+	case isCommand:
+		var kr keyRecord
+		if err := json.Unmarshal(rec.Value, &kr); err != nil {
+			return err
+		}
+		if remembered[stream] == nil {
+			remembered[stream] = map[string]keyRecord{}
+		}
+		remembered[stream][dedupe] = kr
+		return nil
+	case rec.Value == nil:
+		delete(state, string(rec.Key))
+		return nil
+	}
+	var sr stateRecord
+	if err := json.Unmarshal(rec.Value, &sr); err != nil {
+		return err
+	}
+	var s *S
+	if err := json.Unmarshal(sr.State, &s); err != nil {
+		return err
+	}
+	// A snapshot of the older format carries the commands remembered then;
+	// commands remembered later come as records of their own and are merged
+	// over them.
+	state[string(rec.Key)] = entry[S]{state: s, version: sr.Version, keys: sr.Keys, forgotten: sr.Forgotten, legacyKeys: sr.Keys != nil}
+	return nil
 }

@@ -114,77 +114,6 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// entry is an aggregate's state and version, and the commands it decided
-// recently. An entry is never modified in place.
-type entry[S any] struct {
-	state   *S
-	version int64
-	keys    map[string]keyRecord
-	// forgotten is the newest send time among the commands forgotten before
-	// their window ended: a record sent at or before it may be one of them.
-	forgotten time.Time
-}
-
-// keyRecord is what an aggregate remembers of a command, under its
-// idempotency key or, without one, its command ID (see dedupeKey).
-type keyRecord struct {
-	CommandID string          `json:"commandId"`
-	Version   int64           `json:"version"`             // the aggregate's version after it
-	Rejection json.RawMessage `json:"rejection,omitempty"` // its problem, when it was rejected
-	At        time.Time       `json:"at"`                  // when it was decided
-	Sent      time.Time       `json:"sent,omitzero"`       // its record's timestamp
-}
-
-// dedupeKey is the key a command is remembered under: its idempotency key,
-// else its command ID behind a space, which no idempotency key contains.
-func dedupeKey(cmd envelope.Command) string {
-	if cmd.IdempotencyKey != "" {
-		return cmd.IdempotencyKey
-	}
-	return "command " + cmd.CommandID
-}
-
-// withKey returns e remembering key: it forgets commands decided longer than
-// window ago, and the oldest ones beyond limit.
-func (e entry[S]) withKey(key string, rec keyRecord, window time.Duration, limit int) entry[S] {
-	keys := make(map[string]keyRecord, min(len(e.keys)+1, limit))
-	for k, v := range e.keys {
-		if rec.At.Sub(v.At) < window {
-			keys[k] = v
-		}
-	}
-	keys[key] = rec
-	if over := len(keys) - limit; over > 0 {
-		byAge := make([]string, 0, len(keys))
-		for k := range keys {
-			byAge = append(byAge, k)
-		}
-		slices.SortFunc(byAge, func(a, b string) int { return keys[a].Sent.Compare(keys[b].Sent) })
-		for _, k := range byAge[:over] {
-			if keys[k].Sent.After(e.forgotten) {
-				e.forgotten = keys[k].Sent
-			}
-			delete(keys, k)
-		}
-	}
-	e.keys = keys
-	return e
-}
-
-// pendingEntry is an aggregate's state within an open transaction.
-type pendingEntry[S any] struct {
-	entry[S]
-	partition int32
-}
-
-// snapshot is the value of a record on the snapshots topic.
-type snapshot[S any] struct {
-	Version   int64                `json:"version"`
-	State     *S                   `json:"state"`
-	Keys      map[string]keyRecord `json:"keys,omitempty"`
-	Forgotten time.Time            `json:"forgotten,omitzero"`
-}
-
 // Runtime runs one aggregate type. Run it once; it is not reusable.
 type Runtime[S any] struct {
 	def  Definition[S]
@@ -318,6 +247,7 @@ func (r *Runtime[S]) openSession() error {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.ProducerLinger(0),
 		kgo.FetchMaxWait(100 * time.Millisecond),
+		kgo.RecordPartitioner(snapshotsPartitioner{snapshots: r.cfg.Topics.Snapshots, others: kgo.UniformBytesPartitioner(64<<10, true, true, nil)}),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.markStale(m) }),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.markStale(m) }),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { r.markStale(m) }),
@@ -328,6 +258,22 @@ func (r *Runtime[S]) openSession() error {
 	}
 	r.sess = sess
 	return nil
+}
+
+// snapshotsPartitioner sends records to the snapshots topic to the
+// partition they name (that of their aggregate's commands: a remembered
+// command's key hashes elsewhere), and others where others sends them (by
+// key, as franz-go's default partitioner does).
+type snapshotsPartitioner struct {
+	snapshots string
+	others    kgo.Partitioner
+}
+
+func (p snapshotsPartitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	if topic == p.snapshots {
+		return kgo.ManualPartitioner().ForTopic(topic)
+	}
+	return p.others.ForTopic(topic)
 }
 
 // dropStale forgets the state of partitions whose ownership changed: it is
@@ -393,7 +339,7 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) (err er
 			}
 		})
 	}
-	pending := map[string]pendingEntry[S]{} // aggregate → state after this batch
+	pending := map[string]*pendingEntry[S]{} // aggregate → state after this batch
 	// A command's span ends with its transaction: what it emitted exists
 	// only once the transaction commits.
 	spans := make([]trace.Span, 0, len(records))
@@ -408,16 +354,15 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) (err er
 		}
 		outcomes[outcome]++
 	}
-	// One snapshot per changed aggregate and batch (the topic is compacted:
-	// only the last counts), not one per command: a hot aggregate's commands
-	// share one.
-	for id, e := range pending {
-		snap, err := json.Marshal(snapshot[S]{Version: e.version, State: e.state, Keys: e.keys, Forgotten: e.forgotten})
-		if err != nil { // decideOne checked the state encodes: not expected
-			produceErr = errors.Join(produceErr, fmt.Errorf("snapshot of %s: %w", id, err))
-			continue
+	// One state record per changed aggregate and batch (the topic is
+	// compacted: only the last counts), not one per command, and one record
+	// per command remembered or forgotten (memory.go).
+	cutoff := time.Now().Add(-r.cfg.IdempotencyWindow)
+	for stream, e := range pending {
+		e.pruneOlderThan(cutoff)
+		for _, rec := range r.snapshotRecords(stream, e) {
+			produce(rec)
 		}
-		produce(&kgo.Record{Topic: r.cfg.Topics.Snapshots, Key: []byte(id), Value: snap})
 	}
 	// Await every produce before End (franz-go #729).
 	if err := r.sess.Client().Flush(ctx); err != nil {
@@ -445,9 +390,9 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) (err er
 	if err != nil || !committed {
 		return errors.Join(produceErr, err, errors.New("transaction aborted"))
 	}
-	for key, e := range pending {
+	for stream, e := range pending {
 		if m, ok := r.state[e.partition]; ok {
-			m[key] = e.entry
+			m[stream] = e.committed()
 		}
 	}
 	for _, d := range deadLetters {
@@ -455,6 +400,25 @@ func (r *Runtime[S]) process(ctx context.Context, records []*kgo.Record) (err er
 	}
 	r.sendReplies(replies)
 	return nil
+}
+
+// snapshotRecords are the snapshots-topic records that a batch's changes
+// to the aggregate of stream write: its state record, then one record per
+// command it now remembers and a tombstone per command it forgot. They go to
+// the partition of the aggregate's commands (the topics are co-partitioned),
+// where restoring that partition reads them.
+func (r *Runtime[S]) snapshotRecords(stream string, e *pendingEntry[S]) []*kgo.Record {
+	value, _ := json.Marshal(stateRecord{Version: e.version, State: e.stateJSON, Forgotten: e.forgotten}) // raw JSON and scalars: cannot fail
+	out := make([]*kgo.Record, 0, 1+len(e.written))
+	out = append(out, &kgo.Record{Topic: r.cfg.Topics.Snapshots, Partition: e.partition, Key: []byte(stream), Value: value})
+	for key, kept := range e.written {
+		rec := &kgo.Record{Topic: r.cfg.Topics.Snapshots, Partition: e.partition, Key: rememberedKey(stream, key)}
+		if kept {
+			rec.Value, _ = json.Marshal(e.keys[key]) // strings, numbers, times and raw JSON: cannot fail
+		}
+		out = append(out, rec)
+	}
+	return out
 }
 
 // sendReplies hands the replies of a committed batch to the reply client,
@@ -528,7 +492,7 @@ func producerFailed(err error) bool {
 // Records of the transaction go to produce, replies to reply. It returns the
 // command's outcome (outcomeApplied…) for the metrics. ctx carries the
 // command's span: its events and replies carry that span's trace context.
-func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map[string]pendingEntry[S], produce, reply func(*kgo.Record)) string {
+func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map[string]*pendingEntry[S], produce, reply func(*kgo.Record)) string {
 	send := reply
 	reply = func(rec *kgo.Record) {
 		tracing.Inject(ctx, rec)
@@ -549,16 +513,22 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map
 		replyIfAwaited(cmd, envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Body: body}, reply)
 		return outcomeDeadLettered
 	}
+	if err := validStreamKey(rec.Key); err != nil {
+		r.log.Warn("command with an invalid key dead-lettered", append(cmd.LogAttrs(), "partition", rec.Partition, "offset", rec.Offset, "err", err)...)
+		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
+		return outcomeDeadLettered
+	}
 	// The aggregate's state is its stream's: the record key names the
 	// tenant and the ID (envelope.StreamKey), as its snapshots' keys do.
 	stream := string(rec.Key)
 	cur := r.state[rec.Partition][stream]
-	if p, ok := pending[stream]; ok {
-		cur = p.entry
+	pe, touched := pending[stream]
+	if touched {
+		cur = pe.entry
 	}
 	now := time.Now().UTC()
 	key := dedupeKey(cmd)
-	seen, remembered := cur.keys[key]
+	seen, remembered := cur.remembers(key, now, r.cfg.IdempotencyWindow)
 	// A record older than the window, or one the aggregate does not remember
 	// though it was sent before commands it has forgotten, may have been
 	// applied: a replay of the commands topic must not apply it twice. It goes
@@ -576,15 +546,24 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map
 		r.answerDuplicate(cmd, seen, reply)
 		return outcomeDuplicate
 	}
-	// commit makes next the aggregate's state in this transaction (its
-	// snapshot is produced once per batch, in process); it fails, changing
-	// nothing, when next's state cannot be encoded.
-	commit := func(next entry[S]) bool {
-		if _, err := json.Marshal(next.state); err != nil {
-			r.log.Error("state could not be encoded", append(cmd.LogAttrs(), "err", err)...)
-			return false
+	// commit makes state at version the aggregate's in this transaction,
+	// remembering the command as decided (its records are produced once per
+	// batch, in process); it fails, changing nothing, when state cannot be
+	// encoded. stateJSON is state encoded when the caller has it already.
+	commit := func(state *S, version int64, stateJSON json.RawMessage, decided keyRecord) bool {
+		if stateJSON == nil {
+			var err error
+			if stateJSON, err = json.Marshal(state); err != nil {
+				r.log.Error("state could not be encoded", append(cmd.LogAttrs(), "err", err)...)
+				return false
+			}
 		}
-		pending[stream] = pendingEntry[S]{entry: next, partition: rec.Partition}
+		if !touched {
+			pe, touched = newPending(cur, rec.Partition), true
+			pending[stream] = pe
+		}
+		pe.state, pe.version, pe.stateJSON = state, version, stateJSON
+		pe.remember(key, decided, r.cfg.MaxRemembered)
 		return true
 	}
 	reject := func(p *envelope.Problem) string {
@@ -593,7 +572,11 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map
 		rejection := envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Version: cur.version, Body: body}
 		produce(envelope.EncodeOutcome(r.cfg.Topics.Outcomes, cmd.AggregateID, cmd.Tenant, rejection))
 		replyIfAwaited(cmd, rejection, reply)
-		_ = commit(cur.withKey(key, keyRecord{CommandID: cmd.CommandID, Version: cur.version, Rejection: body, At: now, Sent: rec.Timestamp}, r.cfg.IdempotencyWindow, r.cfg.MaxRemembered))
+		var curJSON json.RawMessage
+		if touched {
+			curJSON = pe.stateJSON
+		}
+		_ = commit(cur.state, cur.version, curJSON, keyRecord{CommandID: cmd.CommandID, Version: cur.version, Rejection: body, At: now, Sent: rec.Timestamp})
 		return outcomeRejected
 	}
 	if cmd.ExpectedVersion != envelope.NoVersion && cmd.ExpectedVersion != cur.version {
@@ -611,7 +594,7 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map
 	if len(decision.Events) == 0 {
 		return reject(&envelope.Problem{Type: "internal", Title: "the command changed nothing"})
 	}
-	next := cur
+	state, version := cur.state, cur.version
 	var out []*kgo.Record
 	meta := cmd.Meta
 	meta.TraceParent = tracing.TraceParent(ctx) // the projector continues the trace from this command's span
@@ -622,19 +605,17 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, pending map
 			return reject(&envelope.Problem{Type: "internal", Title: "event could not be encoded"})
 		}
 		ev := envelope.Event{
-			Meta: meta, Type: ne.Type, Version: next.version + 1, Time: now,
+			Meta: meta, Type: ne.Type, Version: version + 1, Time: now,
 			Index: i + 1, Count: len(decision.Events), Data: data,
 		}
-		state, err := r.def.Evolve(next.state, ev)
-		if err != nil {
+		if state, err = r.def.Evolve(state, ev); err != nil {
 			r.log.Error("evolve failed", append(cmd.LogAttrs(), "type", ne.Type, "err", err)...)
 			return reject(&envelope.Problem{Type: "internal", Title: "event could not be applied"})
 		}
-		next = entry[S]{state: state, version: ev.Version, keys: next.keys, forgotten: next.forgotten}
+		version = ev.Version
 		out = append(out, envelope.EncodeEvent(r.cfg.Topics.Events, "/answerback/"+r.def.Name, ev))
 	}
-	next = next.withKey(key, keyRecord{CommandID: cmd.CommandID, Version: next.version, At: now, Sent: rec.Timestamp}, r.cfg.IdempotencyWindow, r.cfg.MaxRemembered)
-	if !commit(next) {
+	if !commit(state, version, nil, keyRecord{CommandID: cmd.CommandID, Version: version, At: now, Sent: rec.Timestamp}) {
 		return reject(&envelope.Problem{Type: "internal", Title: "state could not be encoded"})
 	}
 	for _, rec := range out {

@@ -30,6 +30,10 @@ type Result struct {
 	CDF [][2]float64 `json:"cdf,omitempty"`
 	// Cost per component, filled in by the caller that knows the processes.
 	Cost map[string]Cost `json:"cost,omitempty"`
+	// BrokerRequests are the requests the system's Kafka broker served per
+	// answered request, by API ("Produce", "Fetch"…), as the broker counted
+	// them; filled in by the caller that can read the broker's counts.
+	BrokerRequests map[string]float64 `json:"brokerRequests,omitempty"`
 }
 
 // Cost is what serving a run cost one component.

@@ -27,7 +27,8 @@ var defaultLayout = layout{database: "answerback", partitions: 6, instances: 1}
 
 // startAnswerback runs the product as it is deployed: projectors, aggregators
 // and two gateways as separate processes on the run's broker and database,
-// behind a round-robin load balancer; then seeds the catalog.
+// behind a round-robin load balancer (a process too); then seeds the
+// catalog.
 func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slog.Logger) (*system, error) {
 	bin, err := procs.Build(cfg.root, filepath.Join(e.dir, "bin"))
 	if err != nil {
@@ -82,21 +83,22 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 			return nil, err
 		}
 	}
-	lb, err := procs.StartBalancer(gateways)
+	lb, err := startChild(ctx, childSpec{Balance: gateways}) // a process of its own, as the others
 	if err != nil {
 		stopAll()
 		return nil, err
 	}
-	sys := &system{name: nameAnswerback, url: lb.URL(), token: token, stop: func() { _ = lb.Close(); stopAll() },
+	sys := &system{name: nameAnswerback, url: lb.hello.URL, token: token, stop: func() { lb.stop(); stopAll() },
 		pprofAddrs: pprofAddrs, pgDatabase: l.database, pgPid: e.pg.Pid,
 		stageSource: &stageSource{brokers: e.brokers, replyTopics: []string{topics.ReplyTopic("", "bench-gw1"), topics.ReplyTopic("", "bench-gw2")}}}
 	sys.pids = func() map[string]int {
-		m := map[string]int{"kafka": e.broker.Nodes()[0].Pid()}
+		m := map[string]int{"balancer": lb.pid}
 		for _, p := range all {
 			m[p.Name] = p.Pid()
 		}
 		return m
 	}
+	e.onBroker(sys)
 	sys.createOrder = createOrderAt(sys.url, sys.token)
 	if err := seedCatalog(ctx, sys.url, sys.token); err != nil {
 		sys.stop()

@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/answerback/answerback/deploy/local/procs"
@@ -16,17 +19,8 @@ import (
 // startEmbedded runs the embedded default — `make run`'s devstack: kfake, the
 // aggregator, the projector and two gateways behind a load balancer, all in
 // one process — on the run's PostgreSQL, and seeds the bench's catalog (the
-// devstack's own sample items stay on sale beside it).
-// tail returns the last n lines of the file at path, or why it cannot.
-func tail(path string, n int) string {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
+// devstack's own sample items stay on sale beside it). The embedded broker
+// counts its requests on devstack's metrics endpoint.
 func startEmbedded(ctx context.Context, e *env, cfg config, log *slog.Logger) (*system, error) {
 	bin := filepath.Join(e.dir, "bin", "devstack")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./services/devstack")
@@ -68,10 +62,85 @@ func startEmbedded(ctx context.Context, e *env, cfg config, log *slog.Logger) (*
 	sys := &system{name: nameEmbedded, url: url, token: token, stop: p.Stop, createOrder: createOrderAt(url, token),
 		stageSource: &stageSource{brokers: []string{addr(0)}, replyTopics: []string{topics.ReplyTopic("", "devstack-gw1"), topics.ReplyTopic("", "devstack-gw2")}}}
 	sys.pids = func() map[string]int { return map[string]int{"devstack": p.Pid()} }
+	sys.pgDatabase, sys.pgPid = "embedded", e.pg.Pid
+	metrics := "http://" + addr(4) + "/metrics"
+	sys.brokerRequests = func(ctx context.Context) (map[string]float64, error) {
+		return promCounts(ctx, metrics, embeddedBrokerRequests, "api")
+	}
 	if err := seedCatalog(ctx, url, token); err != nil {
 		p.Stop()
 		return nil, fmt.Errorf("seeding the embedded default's catalog: %w; the end of its log:\n%s", err, tail(p.Log, 20))
 	}
 	log.Info("embedded default up", "url", url)
 	return sys, nil
+}
+
+// tail returns the last n lines of the file at path, or why it cannot.
+func tail(path string, n int) string {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// embeddedBrokerRequests is the counter of requests devstack's embedded
+// broker serves, by label api.
+const embeddedBrokerRequests = "answerback_embedded_broker_requests_total"
+
+// promCounts reads the Prometheus metrics at url and returns counter
+// metric's values by the value of label.
+func promCounts(ctx context.Context, url, metric, label string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	counts, err := parsePromCounter(string(body), metric, label)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", url, err)
+	}
+	return counts, nil
+}
+
+// parsePromCounter reads metric's samples from Prometheus' text format —
+// lines such as `name{api="Produce"} 12` — by the value of label.
+func parsePromCounter(text, metric, label string) (map[string]float64, error) {
+	out := map[string]float64{}
+	for _, line := range strings.Split(text, "\n") {
+		labels, ok := strings.CutPrefix(line, metric+"{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(labels, "} ")
+		if !ok {
+			return nil, fmt.Errorf("malformed sample %q", line)
+		}
+		_, rest, ok := strings.Cut(","+labels, ","+label+`="`)
+		if !ok {
+			return nil, fmt.Errorf("sample %q has no label %s", line, label)
+		}
+		name, _, _ := strings.Cut(rest, `"`)
+		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return nil, fmt.Errorf("sample %q: %w", line, err)
+		}
+		out[name] += v
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no %s samples", metric)
+	}
+	return out, nil
 }

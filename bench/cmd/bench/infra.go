@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -19,13 +21,18 @@ import (
 	"github.com/answerback/answerback/deploy/local/procs"
 )
 
-// env is the infrastructure every system of the run shares.
+// env is the infrastructure every system of the run shares. In a system's
+// child process (child.go) broker is nil: the child reaches the broker
+// through brokers only, and pg is the parent's server, found again.
 type env struct {
 	dir          string
 	broker       *kafkalocal.Cluster
 	pg           *pglocal.Server
+	pgDir        string // pg's folder: where a child finds it again
 	brokers      []string
 	kafkaVersion string
+	// databases are those created through database, in order.
+	databases []string
 }
 
 func startInfra(ctx context.Context, cfg config, log *slog.Logger) (*env, error) {
@@ -42,7 +49,14 @@ func startInfra(ctx context.Context, cfg config, log *slog.Logger) (*env, error)
 	if err != nil {
 		return nil, err
 	}
-	e.broker, err = kafkalocal.Start(ctx, kafkalocal.Options{Dir: filepath.Join(dir, "kafka"), CacheDir: cache, Port: port, HeapMB: 1024})
+	jmxPort, err := procs.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	// The broker as production runs it: the JVM's default JIT (warmed up
+	// before the first series, warmBroker), JMX for its request counts.
+	e.broker, err = kafkalocal.Start(ctx, kafkalocal.Options{Dir: filepath.Join(dir, "kafka"), CacheDir: cache, Port: port, HeapMB: 1024,
+		FullJIT: true, JMXPort: jmxPort})
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +66,8 @@ func startInfra(ctx context.Context, cfg config, log *slog.Logger) (*env, error)
 		e.stop()
 		return nil, err
 	}
-	e.pg, err = pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(dir, "postgres"), Port: pgPort, Durable: true})
+	e.pgDir = filepath.Join(dir, "postgres")
+	e.pg, err = pglocal.Start(ctx, pglocal.Options{Dir: e.pgDir, Port: pgPort, Durable: true})
 	if err != nil {
 		e.stop()
 		return nil, err
@@ -71,7 +86,24 @@ func (e *env) database(ctx context.Context, name string) (string, error) {
 	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", fmt.Errorf("create database %s: %w", name, err)
 	}
+	e.databases = append(e.databases, name)
 	return e.pg.DSN(name), nil
+}
+
+// onBroker marks sys as a system on the run's Apache Kafka broker: the
+// broker's CPU time counts as the cost of component "kafka", and its own
+// request counts (JMX) as sys's broker requests.
+func (e *env) onBroker(sys *system) {
+	pids := sys.pids
+	sys.pids = func() map[string]int {
+		m := map[string]int{}
+		if pids != nil {
+			maps.Copy(m, pids())
+		}
+		m["kafka"] = e.broker.Nodes()[0].Pid()
+		return m
+	}
+	sys.brokerRequests = e.broker.RequestCounts
 }
 
 // pool creates database name and opens a pool of at most maxConns
@@ -123,6 +155,17 @@ func (e *env) stop() {
 		_ = e.pg.Stop(context.Background())
 	}
 	_ = os.RemoveAll(e.dir)
+}
+
+// javaVersion is the first line of `java -version`: the JVM the broker
+// runs on.
+func javaVersion(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "java", "-version").CombinedOutput()
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return first
 }
 
 // describeMachine names the CPU, its cores and the memory.

@@ -33,6 +33,17 @@ import (
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if len(os.Args) > 1 && os.Args[1] == childCommand { // a system's own process (child.go)
+		if len(os.Args) != 3 {
+			fmt.Fprintf(os.Stderr, "usage: %s %s <spec JSON>\n", os.Args[0], childCommand)
+			os.Exit(2)
+		}
+		if err := serveChild(os.Args[2], os.Stdout, log.With("process", "child")); err != nil {
+			log.Error("child failed", "err", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var cfg config
 	flag.StringVar(&cfg.root, "root", "..", "the repository's root folder (services are built from it)")
 	flag.StringVar(&cfg.cache, "kafka-cache", os.Getenv("KAFKA_JARS_CACHE"), "folder of the Apache Kafka jars")
@@ -81,7 +92,8 @@ type config struct {
 }
 
 // systemKeys name the systems the -systems flag selects, in the order they
-// run.
+// run. Those besides answerback and embedded are built into the bench
+// binary (childSystems).
 var systemKeys = []string{"answerback", "embedded", "transport", "monolith", "watermill"}
 
 func parseSystems(list string) (map[string]bool, error) {
@@ -205,38 +217,40 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 
 	// Each system runs alone: started before its series and stopped after
 	// them, so that no other system's idle clients take the machine's CPU.
-	res := results{Machine: describeMachine(), Plan: p, Kafka: env.kafkaVersion, Quick: cfg.quick}
+	res := results{Machine: describeMachine(), Plan: p, Kafka: env.kafkaVersion, Quick: cfg.quick,
+		Broker: brokerInfo{JVM: javaVersion(ctx), JITFlags: env.broker.JITFlags(), Plan: warmPlanFor(cfg.quick)}}
 	commit, err := env.commitLatency(ctx, 200)
 	if err != nil {
 		return fmt.Errorf("PostgreSQL commit probe: %w", err)
 	}
 	res.CommitMs = ms(commit)
 	log.Info("PostgreSQL commit latency", "p50", commit)
-	for _, s := range []struct {
-		key   string
-		start func() (*system, error)
-	}{
-		{"answerback", func() (*system, error) { return startAnswerback(ctx, env, cfg, defaultLayout, log) }},
-		{"embedded", func() (*system, error) { return startEmbedded(ctx, env, cfg, log) }},
-		{"transport", func() (*system, error) { return startTransportFloor(ctx, env, log) }},
-		{"monolith", func() (*system, error) { return startMonolithFloor(ctx, env, log) }},
-		{"watermill", func() (*system, error) { return startWatermillPeer(ctx, env, log) }},
-	} {
-		if !cfg.systems[s.key] {
+	start := func(key string) (*system, error) {
+		switch key {
+		case "answerback":
+			return startAnswerback(ctx, env, cfg, defaultLayout, log)
+		case "embedded":
+			return startEmbedded(ctx, env, cfg, log)
+		}
+		return startChildSystem(ctx, env, key)
+	}
+	for _, key := range systemKeys {
+		if !cfg.systems[key] {
 			continue
 		}
-		sys, err := s.start()
+		sys, err := start(key)
 		if err != nil {
 			return err
 		}
 		sys.stop = sync.OnceFunc(sys.stop) // stopped after its series, or on the way out
 		defer sys.stop()
-		if s.key == "answerback" {
-			// A young broker runs its JIT-compiled code slowly and compiles
-			// besides: the first system measured would pay for it.
-			if err := warmUp(ctx, sys, map[bool]time.Duration{true: 5 * time.Second, false: 30 * time.Second}[cfg.quick], log); err != nil {
-				return fmt.Errorf("warm-up: %w", err)
+		if res.Broker.WarmedWith == "" && sys.pids()["kafka"] > 0 {
+			// A young broker runs interpreted or lightly compiled code and
+			// compiles besides: the first system measured would pay for it.
+			if res.Broker.WarmUp, err = warmBroker(ctx, sys, res.Broker.Plan, log); err != nil {
+				return fmt.Errorf("broker warm-up: %w", err)
 			}
+			res.Broker.WarmedWith = sys.name
 		}
 		if sys.stageSource != nil {
 			probe, err := probeStages(ctx, sys, probeCommands)
@@ -252,7 +266,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			}
 			res.Series = append(res.Series, series)
 		}
-		if s.key == "answerback" {
+		if key == "answerback" {
 			run, err := profile(sys)
 			if err != nil {
 				return fmt.Errorf("profile: %w", err)
@@ -273,16 +287,71 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	return writeOutputs(res, cfg)
 }
 
-// warmUp drives sys at 100 commands/s for d on orders of its own, and
-// records nothing.
-func warmUp(ctx context.Context, sys *system, d time.Duration, log *slog.Logger) error {
+// warmPlan is how the broker is warmed up before the first series: rounds
+// at a steady rate until its CPU time per command stops falling.
+type warmPlan struct {
+	Rate      float64       `json:"rate"`
+	Round     time.Duration `json:"round"`
+	MinRounds int           `json:"minRounds"`
+	MaxRounds int           `json:"maxRounds"`
+	// Tolerance: warm once a round's broker CPU per command fell by less
+	// than this fraction from the round before.
+	Tolerance float64 `json:"tolerance"`
+}
+
+func warmPlanFor(quick bool) warmPlan {
+	if quick {
+		return warmPlan{Rate: 200, Round: 3 * time.Second, MinRounds: 3, MaxRounds: 8, Tolerance: 0.1}
+	}
+	return warmPlan{Rate: 200, Round: 12 * time.Second, MinRounds: 3, MaxRounds: 8, Tolerance: 0.1}
+}
+
+// warmRound is one round of the broker's warm-up.
+type warmRound struct {
+	Seconds float64 `json:"seconds"`
+	Rate    float64 `json:"rate"`
+	OK      int     `json:"ok"`
+	Errors  int     `json:"errors"`
+	P50     float64 `json:"p50Ms"`
+	// BrokerCPUMs is the broker's CPU time per answered command, ms.
+	BrokerCPUMs float64 `json:"brokerCpuMsPerCommand"`
+}
+
+// warmBroker drives sys, a system on the run's broker, with wp's rounds on
+// orders of its own until the broker is warm (warmedUp), and returns the
+// rounds.
+func warmBroker(ctx context.Context, sys *system, wp warmPlan, log *slog.Logger) ([]warmRound, error) {
 	orders, err := createOrders(ctx, sys, mix{name: "warm-up", orders: 100}, "warm")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	r := loadgen.Run(ctx, loadgen.Options{Rate: 100, Duration: d}, addItem(sys, orders, 0))
-	log.Info("broker warmed up", "system", sys.name, "ok", r.OK, "errors", r.Errors, "p50", r.P50, "p99", r.P99)
-	return nil
+	steps := newStepper(sys, log)
+	steps.countRequests = false
+	var rounds []warmRound
+	sent := 0
+	for len(rounds) < wp.MaxRounds && !(len(rounds) >= wp.MinRounds && warmedUp(rounds, wp.Tolerance)) {
+		r := steps.run(ctx, loadgen.Options{Rate: wp.Rate, Duration: wp.Round}, addItem(sys, orders, sent))
+		if err := ctx.Err(); err != nil {
+			return rounds, err
+		}
+		sent += r.Sent
+		rounds = append(rounds, warmRound{Seconds: r.Seconds, Rate: r.Rate, OK: r.OK, Errors: r.Errors, P50: r.P50, BrokerCPUMs: r.Cost["kafka"].CPUSecondsPer1000})
+		log.Info("broker warm-up", "system", sys.name, "round", len(rounds), "ok", r.OK, "errors", r.Errors, "p50", r.P50,
+			"brokerCpuMsPerCommand", fmt.Sprintf("%.3f", rounds[len(rounds)-1].BrokerCPUMs))
+	}
+	return rounds, nil
+}
+
+// warmedUp reports whether the broker's CPU time per command stopped
+// falling: the last round's fell by less than tolerance (a fraction) from
+// the round before, or rose.
+func warmedUp(rounds []warmRound, tolerance float64) bool {
+	n := len(rounds)
+	if n < 2 {
+		return false
+	}
+	prev, last := rounds[n-2].BrokerCPUMs, rounds[n-1].BrokerCPUMs
+	return last >= prev*(1-tolerance)
 }
 
 // writeOutputs writes a run's raw results, plots and report; the targets

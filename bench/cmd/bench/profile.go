@@ -107,9 +107,9 @@ func profileUnderLoad(ctx context.Context, sys *system, m mix, rate float64, war
 		})
 	}
 	// The load runs a little longer than the profiles, so they see it only.
-	before := usage(sys)
-	run.Result = loadgen.Run(ctx, loadgen.Options{Rate: rate, Duration: d + time.Second}, addItem(sys, orders, warmed.Sent))
-	run.Result.Cost = costPer1000(before, usage(sys), run.Result.OK)
+	steps := newStepper(sys, log)
+	steps.countRequests = false // the profiles run already: no JMX read (a JVM start) inside them
+	run.Result = steps.run(ctx, loadgen.Options{Rate: rate, Duration: d + time.Second}, addItem(sys, orders, warmed.Sent))
 	wg.Wait()
 	slices.SortFunc(run.Processes, func(a, b processProfile) int { return cmp.Compare(a.Process, b.Process) })
 	log.Info("profiled", "system", sys.name, "mix", m.name, "rate", rate, "ok", run.Result.OK, "p50", run.Result.P50, "p99", run.Result.P99, "processes", len(run.Processes))

@@ -42,6 +42,7 @@ func measureScaling(ctx context.Context, e *env, cfg config, sp scalingPlan, log
 			if err != nil {
 				return out, fmt.Errorf("scaling, %d partitions × %d instances: %w", partitions, instances, err)
 			}
+			sys.brokerRequests = nil // the matrix reports rates only: no JMX read around each step
 			s, err := measure(ctx, sys, mix{name: fmt.Sprintf("spread (%d orders)", sp.Orders), orders: sp.Orders}, sp.plan, log)
 			sys.stop()
 			if err != nil {

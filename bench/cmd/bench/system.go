@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -32,7 +33,9 @@ type system struct {
 	createOrder func(ctx context.Context, id string) error
 	stop        func()
 	// pids names the processes whose CPU time and memory a step costs
-	// (component → pid); nil when the system runs inside the bench process.
+	// (component → pid): the system's own, and the broker's ("kafka") when
+	// it runs on the run's Apache Kafka (env.onBroker). The load generator
+	// (the bench process) counts as "loadgen" besides.
 	pids func() map[string]int
 	// pgDatabase names the system's database: the CPU time of PostgreSQL's
 	// backends serving it counts as the cost of component "postgres".
@@ -96,13 +99,12 @@ func measure(ctx context.Context, sys *system, m mix, p plan, log *slog.Logger) 
 	warm := loadgen.Run(ctx, loadgen.Options{Rate: 50, Duration: p.WarmUp}, addItem(sys, orders, 0))
 	log.Info("warmed up", "system", sys.name, "mix", m.name, "ok", warm.OK, "errors", warm.Errors)
 	sent := warm.Sent
+	steps := newStepper(sys, log)
 	for _, rate := range p.Rates {
-		before := usage(sys)
-		r := loadgen.Run(ctx, loadgen.Options{Rate: rate, Duration: p.Step}, addItem(sys, orders, sent))
-		r.Cost = costPer1000(before, usage(sys), r.OK)
+		r := steps.run(ctx, loadgen.Options{Rate: rate, Duration: p.Step}, addItem(sys, orders, sent))
 		sent += r.Sent
 		log.Info("step", "system", sys.name, "mix", m.name, "rate", rate, "ok", r.OK, "errors", r.Errors, "dropped", r.Dropped,
-			"p50", r.P50, "p99", r.P99, "throughput", r.Throughput)
+			"p50", r.P50, "p99", r.P99, "throughput", r.Throughput, "brokerRequests", fmt.Sprintf("%.2f/cmd", sumValues(r.BrokerRequests)))
 		s.Steps = append(s.Steps, r)
 		if !r.Sustained(p.P99Bound) {
 			break
@@ -187,12 +189,90 @@ func serveLocal(h http.Handler) (url string, shutdown func(), err error) {
 	return "http://" + ln.Addr().String(), func() { _ = srv.Shutdown(context.Background()) }, nil
 }
 
-// usage reads the CPU time and peak memory of sys's processes.
-func usage(sys *system) map[string]procs.Usage {
-	if sys.pids == nil {
+// stepper runs load steps on one system and finds what each cost: the CPU
+// time of every process and the broker's requests, per answered command.
+type stepper struct {
+	sys *system
+	log *slog.Logger
+	// countRequests reads the broker's request counts around each step
+	// (sys.brokerRequests).
+	countRequests bool
+	// requests are the broker's counts at the end of the last step, the
+	// start of the next; nil: read them anew.
+	requests map[string]float64
+}
+
+func newStepper(sys *system, log *slog.Logger) *stepper {
+	return &stepper{sys: sys, log: log, countRequests: sys.brokerRequests != nil}
+}
+
+// run runs one step of o and returns its result with Cost and
+// BrokerRequests. The broker's counts are read before the processes' CPU
+// time at the start and after it at the end, so that reading them (a JVM
+// start, the broker answering JMX) costs no process inside the step.
+func (st *stepper) run(ctx context.Context, o loadgen.Options, do func(ctx context.Context, i int) error) loadgen.Result {
+	if st.countRequests && st.requests == nil {
+		st.requests = st.readRequests(ctx)
+	}
+	before := usage(st.sys)
+	r := loadgen.Run(ctx, o, do)
+	r.Cost = costPer1000(before, usage(st.sys), r.OK)
+	if st.countRequests {
+		after := st.readRequests(ctx)
+		r.BrokerRequests = requestsPer(st.requests, after, r.OK)
+		st.requests = after
+	}
+	return r
+}
+
+// readRequests reads the broker's request counts; nil when it cannot (the
+// step then has none).
+func (st *stepper) readRequests(ctx context.Context) map[string]float64 {
+	counts, err := st.sys.brokerRequests(ctx)
+	if err != nil {
+		st.log.Warn("broker request counts unknown", "system", st.sys.name, "err", err)
 		return nil
 	}
+	return counts
+}
+
+// requestsPer is, by API, the requests counted between before and after per
+// answered command; nil when either count is unknown. An API whose count
+// went down (a broker restarted) is left out.
+func requestsPer(before, after map[string]float64, ok int) map[string]float64 {
+	if before == nil || after == nil || ok == 0 {
+		return nil
+	}
+	out := map[string]float64{}
+	for api, a := range after {
+		if d := a - before[api]; d > 0 {
+			out[api] = d / float64(ok)
+		}
+	}
+	return out
+}
+
+func sumValues(m map[string]float64) float64 {
+	var sum float64
+	for _, v := range m {
+		sum += v
+	}
+	return sum
+}
+
+// loadgenComponent is the load generator's component: the bench process.
+const loadgenComponent = "loadgen"
+
+// usage reads the CPU time and peak memory of sys's processes, and of the
+// load generator.
+func usage(sys *system) map[string]procs.Usage {
 	out := map[string]procs.Usage{}
+	if u, err := procs.UsageOf(os.Getpid()); err == nil {
+		out[loadgenComponent] = u
+	}
+	if sys.pids == nil {
+		return out
+	}
 	for name, pid := range sys.pids() {
 		if u, err := procs.UsageOf(pid); err == nil {
 			out[name] = u

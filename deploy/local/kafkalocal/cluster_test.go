@@ -41,13 +41,16 @@ func TestVotersNameEveryNode(t *testing.T) {
 }
 
 // TestParseRequestCounts: JmxTool's tab-separated report of the request
-// meters is summed by API over versions; the time line is skipped.
+// meters is summed by API over versions; the time line is skipped, and so
+// are the meters that count a Fetch again by who sent it.
 func TestParseRequestCounts(t *testing.T) {
 	t.Parallel()
 	out := "time\t1733600000000\n" +
 		"kafka.network:type=RequestMetrics,name=RequestsPerSec,request=Produce,version=11:Count\t120\n" +
 		"kafka.network:type=RequestMetrics,name=RequestsPerSec,request=Produce,version=12:Count\t30\n" +
 		"kafka.network:type=RequestMetrics,name=RequestsPerSec,request=Fetch,version=17:Count\t7.0\n" +
+		"kafka.network:type=RequestMetrics,name=RequestsPerSec,request=FetchConsumer,version=17:Count\t6\n" +
+		"kafka.network:type=RequestMetrics,name=RequestsPerSec,request=FetchFollower,version=17:Count\t1\n" +
 		"kafka.network:type=RequestMetrics,name=RequestsPerSec,request=EndTxn,version=5:Count\t0\n"
 	got, err := parseRequestCounts([]byte(out))
 	if err != nil {

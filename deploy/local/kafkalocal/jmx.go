@@ -33,9 +33,14 @@ func jmxFlags(port int) []string {
 // and version (request=<API>,version=<v>).
 const requestMeters = "kafka.network:type=RequestMetrics,name=RequestsPerSec,*"
 
+// fetchSplits are meters that count a Fetch a second time, by who sent it
+// (a consumer or a follower replica): left out of the counts by API.
+var fetchSplits = map[string]bool{"FetchConsumer": true, "FetchFollower": true}
+
 // RequestCounts returns how many requests the cluster's brokers have served
 // since they started, by API name ("Produce", "Fetch", "EndTxn"…), summed
-// over nodes and API versions: the Count of each broker's
+// over nodes and API versions (each request once: a Fetch is not counted
+// again as FetchConsumer or FetchFollower): the Count of each broker's
 // kafka.network:type=RequestMetrics,name=RequestsPerSec meters, read over
 // JMX with Kafka's JmxTool. It needs Options.JMXPort. Each call starts a JVM
 // per node: about a second of CPU, outside the brokers.
@@ -74,7 +79,8 @@ func (c *Cluster) RequestCounts(ctx context.Context) (map[string]float64, error)
 //
 //	kafka.network:type=RequestMetrics,name=RequestsPerSec,request=Produce,version=11:Count	1234
 //
-// — and sums the counts by request (API) over versions.
+// — and sums the counts by request (API) over versions, fetchSplits left
+// out.
 func parseRequestCounts(out []byte) (map[string]float64, error) {
 	counts := map[string]float64{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
@@ -96,6 +102,9 @@ func parseRequestCounts(out []byte) (map[string]float64, error) {
 		}
 		if api == "" {
 			return nil, fmt.Errorf("no request= in %q", key)
+		}
+		if fetchSplits[api] {
+			continue
 		}
 		n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
 		if err != nil {

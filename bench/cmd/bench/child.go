@@ -32,9 +32,11 @@ const childCommand = "serve-system"
 // childSystems are the systems built into the bench binary, by key; each
 // runs in a child process (startChildSystem).
 var childSystems = map[string]childSystem{
-	"transport": {start: startTransportFloor, onBroker: true},
-	"monolith":  {start: startMonolithFloor},
-	"watermill": {start: startWatermillPeer, onBroker: true},
+	"eosfloor":          {start: startEOSFloor, onBroker: true},
+	"eosfloor-embedded": {start: startEOSFloorEmbedded}, // counts its kfake's requests itself
+	"transport":         {start: startTransportFloor, onBroker: true},
+	"monolith":          {start: startMonolithFloor},
+	"watermill":         {start: startWatermillPeer, onBroker: true},
 }
 
 // childSystem is a system built into the bench binary.

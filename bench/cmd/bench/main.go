@@ -1,12 +1,16 @@
 // Command bench measures Answerback's synchronous round trip open-loop at
-// fixed arrival rates, beside the floors of the same machine: the transport
-// floor (three plain produce→consume hops and one PostgreSQL commit) and the
-// monolith floor (one HTTP handler applying the same command and building the
-// same reply in one PostgreSQL transaction), and beside a peer: the same flow
-// built with Watermill's CQRS and request-reply over Kafka. It starts a real Apache Kafka
-// broker and a real PostgreSQL, runs the services as processes behind a load
-// balancer, and writes the tables to docs/BENCHMARKS.md and the raw results
-// to docs/bench/results.json.
+// fixed arrival rates, beside the floors of the same machine: the
+// exactly-once floor (the same guarantees built directly on franz-go and
+// pgx), the transport floor (three plain produce→consume hops and one
+// PostgreSQL commit) and the monolith floor (one HTTP handler applying the
+// same command and building the same reply in one PostgreSQL transaction),
+// and beside a peer: the same flow built with Watermill's CQRS and
+// request-reply over Kafka. It starts a real Apache Kafka broker and a real
+// PostgreSQL, runs the services as processes behind a load balancer and each
+// system built into the bench in a process of its own, and writes the
+// tables to docs/BENCHMARKS.md and the raw results to
+// docs/bench/results.json. Each step reports its latency, the CPU time per
+// command of every process and the broker's requests per command by API.
 //
 //	make bench             # the default run
 //	BENCH_QUICK=1 make bench   # a one-minute smoke (CI)
@@ -94,7 +98,7 @@ type config struct {
 // systemKeys name the systems the -systems flag selects, in the order they
 // run. Those besides answerback and embedded are built into the bench
 // binary (childSystems).
-var systemKeys = []string{"answerback", "embedded", "transport", "monolith", "watermill"}
+var systemKeys = []string{"answerback", "embedded", "eosfloor", "eosfloor-embedded", "transport", "monolith", "watermill"}
 
 func parseSystems(list string) (map[string]bool, error) {
 	out := map[string]bool{}

@@ -103,8 +103,12 @@ func measure(ctx context.Context, sys *system, m mix, p plan, log *slog.Logger) 
 	for _, rate := range p.Rates {
 		r := steps.run(ctx, loadgen.Options{Rate: rate, Duration: p.Step}, addItem(sys, orders, sent))
 		sent += r.Sent
-		log.Info("step", "system", sys.name, "mix", m.name, "rate", rate, "ok", r.OK, "errors", r.Errors, "dropped", r.Dropped,
-			"p50", r.P50, "p99", r.P99, "throughput", r.Throughput, "brokerRequests", fmt.Sprintf("%.2f/cmd", sumValues(r.BrokerRequests)))
+		attrs := []any{"system", sys.name, "mix", m.name, "rate", rate, "ok", r.OK, "errors", r.Errors, "dropped", r.Dropped,
+			"p50", r.P50, "p99", r.P99, "throughput", r.Throughput}
+		if r.BrokerRequests != nil {
+			attrs = append(attrs, "brokerRequestsPerCommand", fmt.Sprintf("%.2f", sumValues(r.BrokerRequests)))
+		}
+		log.Info("step", attrs...)
 		s.Steps = append(s.Steps, r)
 		if !r.Sustained(p.P99Bound) {
 			break

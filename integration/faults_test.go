@@ -21,6 +21,7 @@ import (
 
 	"github.com/answerback/answerback/deploy/local/procs"
 	"github.com/answerback/answerback/libs/domain/orders"
+	"github.com/answerback/answerback/libs/pipeline/aggregate"
 	"github.com/answerback/answerback/libs/pipeline/dlq"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/testenv"
@@ -346,8 +347,9 @@ func TestReplyToMissingTopicDoesNotStall(t *testing.T) {
 }
 
 // TestFencedAggregatorRecovers fences the aggregator's transactional
-// producer the way the broker or a second instance does — an InitProducerID
-// for its transactional ID, which bumps the epoch — so its next transaction
+// producers the way the broker or a partition's next owner does — an
+// InitProducerID for each partition's transactional ID, which bumps the
+// epoch — so its next transaction
 // fails with PRODUCER_FENCED, a state franz-go cannot recover from. The
 // aggregator must stop with aggregate.ErrProducerFenced — here the stack
 // restarts it, as a supervisor would — instead of retrying the dead session
@@ -360,16 +362,20 @@ func TestFencedAggregatorRecovers(t *testing.T) {
 		s := startStackWithOrder(t, k, stackOptions{replyWait: 25 * time.Second})
 		s.mustCall(0, http.StatusOK, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1})
 		for round := range 2 {
-			txnID := s.prefix + "orders-aggregator.agg-1"
-			init := kmsg.NewPtrInitProducerIDRequest()
-			init.TransactionalID = &txnID
-			init.TransactionTimeoutMillis = 60_000
-			resp, err := init.RequestWith(testenv.Context(t, 10*time.Second), k.Client(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-				t.Fatalf("fencing %s: %v", txnID, err)
+			// The owner of each commands partition uses the partition's
+			// transactional ID: fence them all.
+			for p := range int32(3) {
+				txnID := aggregate.TransactionalID(s.prefix+"orders-aggregator", p)
+				init := kmsg.NewPtrInitProducerIDRequest()
+				init.TransactionalID = &txnID
+				init.TransactionTimeoutMillis = 60_000
+				resp, err := init.RequestWith(testenv.Context(t, 10*time.Second), k.Client(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+					t.Fatalf("fencing %s: %v", txnID, err)
+				}
 			}
 			for i := range 2 {
 				s.mustCall((round+i)%2, http.StatusOK, http.MethodPost, "/v1/orders/o/items", map[string]any{"sku": "apple", "quantity": 1})

@@ -3,14 +3,13 @@
 //
 // Configuration (environment, flags override): KAFKA_BROKERS, METRICS_ADDR, TOPIC_PREFIX,
 // the Kafka connection's security (KAFKA_TLS*, KAFKA_SASL_*: see service.KafkaSecurityConfig),
-// INSTANCE_ID (default: the host name; keep it stable across restarts so a
-// restart fences the previous incarnation at once), PARTITIONS (of the topics
-// it creates when missing; default 6).
+// INSTANCE_ID (default: the host name; names it in logs), PARTITIONS (of the
+// topics it creates when missing; default 6).
 //
-// It exits 1 when its transactional producer is fenced (another instance with
-// its INSTANCE_ID, or a transaction the broker timed out): run it under a
-// supervisor that restarts it (Kubernetes, systemd); the restart takes a fresh
-// epoch.
+// It exits 1 when a partition's transactional producer is fenced (the
+// partition's new owner fenced a zombie, or the broker timed a transaction
+// out): run it under a supervisor that restarts it (Kubernetes, systemd); the
+// restart rejoins the group and takes its partitions afresh.
 //
 // `aggregator healthcheck` probes a running instance's /healthz on
 // METRICS_ADDR (the image's HEALTHCHECK).

@@ -8,10 +8,13 @@ import (
 	"maps"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 )
 
-// What an aggregate remembers, and how it is kept on the snapshots topic.
+// What an aggregate remembers, and how it is kept on the snapshots topic,
+// beside each partition's checkpoint.
 //
 // An aggregate's state and version are one record keyed by its stream key
 // (stateRecord). Each command it remembers is a record of its own, keyed by
@@ -19,8 +22,9 @@ import (
 // is a tombstone under that key. So a transaction writes, per changed
 // aggregate, its state and one small record per command decided — a cost
 // that does not grow with the commands it remembers — and compaction keeps
-// the latest of each. Restoring a partition reads both kinds back
-// (restore.go).
+// the latest of each. A third kind, keyed checkpointKey, holds the offset of
+// the partition's next command to decide. Restoring a partition reads them
+// all back (restore.go).
 
 // entry is an aggregate's committed state and version, and the commands it
 // decided recently. An entry is never modified in place: a batch works on a
@@ -138,6 +142,21 @@ type stateRecord struct {
 	State     json.RawMessage      `json:"state"`
 	Keys      map[string]keyRecord `json:"keys,omitempty"`
 	Forgotten time.Time            `json:"forgotten,omitzero"`
+}
+
+// checkpointKey keys the partition's checkpoint record: the offset of the
+// next command to decide, written by every transaction (see partition).
+const checkpointKey = "\x00o"
+
+// checkpoint is the value of a checkpoint record.
+type checkpoint struct {
+	Next int64 `json:"nextCommandOffset"`
+}
+
+// checkpointRecord is the checkpoint record of snapshots partition p.
+func checkpointRecord(topic string, p int32, next int64) *kgo.Record {
+	value, _ := json.Marshal(checkpoint{Next: next}) // an integer: cannot fail
+	return &kgo.Record{Topic: topic, Partition: p, Key: []byte(checkpointKey), Value: value}
 }
 
 // rememberedPrefix starts the key of every remembered-command record. No

@@ -13,10 +13,11 @@ import (
 
 // loadPartition reads partition p of the snapshots topic from its start to
 // its last stable offset and returns the latest state of every aggregate in
-// it. It first waits until no transaction is open on the partition (the
-// previous owner's last transaction is committed or aborted), so nothing it
-// wrote is missed.
-func (r *Runtime[S]) loadPartition(ctx context.Context, p int32) (map[string]entry[S], error) {
+// it and the checkpoint: the offset of the partition's next command to
+// decide, -1 when no transaction wrote one yet. It first waits until no
+// transaction is open on the partition (the previous owner's last
+// transaction is committed or aborted), so nothing it wrote is missed.
+func (r *Runtime[S]) loadPartition(ctx context.Context, p int32) (_ map[string]entry[S], next int64, _ error) {
 	start := time.Now()
 	topic := r.cfg.Topics.Snapshots
 	cl, err := kgo.NewClient(append([]kgo.Opt{
@@ -26,7 +27,7 @@ func (r *Runtime[S]) loadPartition(ctx context.Context, p int32) (map[string]ent
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().AtStart()}}),
 	}, r.cfg.ClientOpts...)...)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
@@ -37,21 +38,21 @@ func (r *Runtime[S]) loadPartition(ctx context.Context, p int32) (map[string]ent
 	for {
 		starts, err := adm.ListStartOffsets(ctx, topic)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		ends, err := adm.ListEndOffsets(ctx, topic)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		lsos, err := adm.ListCommittedOffsets(ctx, topic)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		s, okS := starts.Lookup(topic, p)
 		e, okE := ends.Lookup(topic, p)
 		l, okL := lsos.Lookup(topic, p)
 		if !okS || !okE || !okL || s.Err != nil || e.Err != nil || l.Err != nil {
-			return nil, fmt.Errorf("offsets of %s/%d unavailable", topic, p)
+			return nil, 0, fmt.Errorf("offsets of %s/%d unavailable", topic, p)
 		}
 		if l.Offset == e.Offset {
 			startOffset, stable = s.Offset, l.Offset
@@ -59,26 +60,34 @@ func (r *Runtime[S]) loadPartition(ctx context.Context, p int32) (map[string]ent
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("a transaction stays open on %s/%d: %w", topic, p, ctx.Err())
+			return nil, 0, fmt.Errorf("a transaction stays open on %s/%d: %w", topic, p, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	state := map[string]entry[S]{}
+	state, next := map[string]entry[S]{}, int64(-1)
 	remembered := map[string]map[string]keyRecord{} // stream → dedupe key → command
-	for next := startOffset; next < stable; {
+	for at := startOffset; at < stable; {
 		fetches := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("reading %s/%d: %w", topic, p, err)
+			return nil, 0, fmt.Errorf("reading %s/%d: %w", topic, p, err)
 		}
 		var fetchErr error
 		fetches.EachError(func(_ string, _ int32, err error) { fetchErr = err })
 		if fetchErr != nil {
-			return nil, fetchErr
+			return nil, 0, fetchErr
 		}
 		var bad error
 		fetches.EachRecord(func(rec *kgo.Record) {
-			next = rec.Offset + 1
+			at = rec.Offset + 1
 			if rec.Attrs.IsControl() || bad != nil {
+				return
+			}
+			if string(rec.Key) == checkpointKey {
+				var c checkpoint
+				if err := json.Unmarshal(rec.Value, &c); err != nil {
+					bad = fmt.Errorf("unreadable checkpoint at %s/%d@%d: %w", topic, p, rec.Offset, err)
+				}
+				next = c.Next
 				return
 			}
 			// Only this runtime writes snapshots; going on without one would
@@ -89,7 +98,7 @@ func (r *Runtime[S]) loadPartition(ctx context.Context, p int32) (map[string]ent
 			}
 		})
 		if bad != nil {
-			return nil, bad
+			return nil, 0, bad
 		}
 	}
 	for stream, keys := range remembered {
@@ -101,8 +110,8 @@ func (r *Runtime[S]) loadPartition(ctx context.Context, p int32) (map[string]ent
 		}
 		state[stream] = e
 	}
-	r.log.Info("partition restored", "partition", p, "aggregates", len(state), "snapshot_records", stable-startOffset, "took", time.Since(start).Round(time.Millisecond))
-	return state, nil
+	r.log.Info("partition restored", "partition", p, "aggregates", len(state), "snapshot_records", stable-startOffset, "next_command", next, "took", time.Since(start).Round(time.Millisecond))
+	return state, next, nil
 }
 
 // restoreRecord applies one snapshots-topic record to the state being

@@ -127,9 +127,12 @@ func TestRememberedCommandsSurviveRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restored, err := rt.loadPartition(ctx, partitionOf(ctx, t, seeds, names.Snapshots, stream))
+	restored, next, err := rt.loadPartition(ctx, partitionOf(ctx, t, seeds, names.Snapshots, stream))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if next < 10 {
+		t.Errorf("restored checkpoint %d, want past the 10 commands decided", next)
 	}
 	if e := restored[stream]; e.version != 10 || e.state == nil || e.state.N != 10 || len(e.keys) != remember {
 		t.Errorf("restored version %d, state %+v, %d commands; want version 10, N 10, %d commands", e.version, e.state, len(e.keys), remember)

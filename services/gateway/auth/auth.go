@@ -84,9 +84,10 @@ var ErrInvalidToken = errors.New("invalid token")
 
 // Verifier verifies tokens. It is safe for concurrent use.
 type Verifier struct {
-	cfg  Config
-	algs map[string]jwa.SignatureAlgorithm
-	keys keySource
+	cfg   Config
+	algs  map[string]jwa.SignatureAlgorithm
+	keys  keySource
+	cache verifiedCache // tokens verified and still valid (cache.go)
 }
 
 // New returns a Verifier; with a JWKS URL, the keys are fetched before it
@@ -173,10 +174,15 @@ func (c *Config) setDefaults() error {
 func (v *Verifier) Close() { v.keys.close() }
 
 // Verify checks raw (the compact JWS after "Bearer ") and returns whom it
-// speaks for, or an error wrapping ErrInvalidToken.
+// speaks for, or an error wrapping ErrInvalidToken. A token verified before
+// is answered from a cache while it is valid and its key is in the set.
 func (v *Verifier) Verify(ctx context.Context, raw string) (Principal, error) {
 	if len(raw) > MaxTokenBytes {
 		return Principal{}, invalid("token longer than %d bytes", MaxTokenBytes)
+	}
+	p, sum, ok := v.cached(ctx, raw)
+	if ok {
+		return p, nil
 	}
 	// The header first, unverified, only to choose the key: the algorithm
 	// must be on the allow-list and the key ID known.
@@ -220,7 +226,13 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Principal, error) {
 	if err != nil {
 		return Principal{}, invalid("%s", claimError(err))
 	}
-	return v.principal(tok)
+	if p, err = v.principal(tok); err != nil {
+		return Principal{}, err
+	}
+	exp, _ := tok.Expiration() // required above
+	nbf, _ := tok.NotBefore()
+	v.cache.put(sum, verified{principal: p, kid: kid, notBefore: nbf, expires: exp})
+	return p, nil
 }
 
 // keyFits reports whether key's type (and its own "alg", when it names one)

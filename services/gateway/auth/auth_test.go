@@ -107,6 +107,18 @@ func (is *issuer) sign(kid string, alg jwa.SignatureAlgorithm, c claims) string 
 	return string(signed)
 }
 
+// jwksFile is a JWKS file's path and a function that writes the issuer's
+// keys of the given IDs to it.
+func (is *issuer) jwksFile(t testing.TB) (string, func(kids ...string)) {
+	path := filepath.Join(t.TempDir(), "jwks.json")
+	return path, func(kids ...string) {
+		t.Helper()
+		if err := os.WriteFile(path, is.jwks(kids...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func verifierFor(t testing.TB, is *issuer, kids ...string) *Verifier {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "jwks.json")
@@ -231,12 +243,7 @@ func TestFileKeysRotate(t *testing.T) {
 	is := newIssuer(t)
 	is.addKey("k1", "ec")
 	is.addKey("k2", "ec")
-	path := filepath.Join(t.TempDir(), "jwks.json")
-	write := func(kids ...string) {
-		if err := os.WriteFile(path, is.jwks(kids...), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	path, write := is.jwksFile(t)
 	write("k1")
 	v, err := New(context.Background(), Config{JWKSFile: path, Issuer: "https://id.example", Audience: "answerback", RefreshInterval: time.Hour})
 	if err != nil {

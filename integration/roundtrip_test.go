@@ -169,6 +169,15 @@ func TestRejections(t *testing.T) {
 		if evs := s.eventsOf("orders", "empty"); len(evs) != 1 {
 			t.Errorf("order 'empty' has %d events, want only its creation", len(evs))
 		}
+		// The gateway remembers SKUs it found, never one it did not: once
+		// durian joins the catalog, both gateways take it, twice.
+		s.mustCall(0, http.StatusOK, http.MethodPut, "/v1/catalog/durian", map[string]any{"name": "Durian", "unitPrice": 900, "stock": 10, "maxPerOrder": 5, "active": true})
+		for _, gw := range []int{0, 1, 0, 1} {
+			s.mustCall(gw, http.StatusOK, http.MethodPost, "/v1/orders/empty/items", map[string]any{"sku": "durian", "quantity": 1})
+		}
+		if evs := s.eventsOf("orders", "empty"); len(evs) != 5 {
+			t.Errorf("order 'empty' has %d events, want its creation and four durians", len(evs))
+		}
 		if evs := s.eventsOf("orders", "done"); len(evs) != 3 {
 			t.Errorf("order 'done' has %d events, want 3 (created, item added, submitted)", len(evs))
 		}

@@ -319,9 +319,7 @@ func (g *Gateway) addItem(w http.ResponseWriter, r *http.Request) {
 	}
 	// The order aggregate does not know the catalog: an unknown SKU is refused
 	// here, from the catalog view, before any command is produced.
-	lookupCtx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
-	exists, err := view.CatalogItemExists(lookupCtx, g.cfg.Pool, tenantOf(r), body.SKU)
-	cancel()
+	exists, err := g.catalogHas(r.Context(), tenantOf(r), body.SKU)
 	if err != nil {
 		g.unavailable(w, "catalog lookup", err)
 		return
@@ -333,6 +331,22 @@ func (g *Gateway) addItem(w http.ResponseWriter, r *http.Request) {
 	}
 	data, _ := json.Marshal(body)
 	g.send(w, r, g.orders.Commands, orders.CommandAddItem, id, data, http.StatusOK)
+}
+
+// catalogHas reports whether tenant's catalog view has sku: from memory
+// when it had it before (knownSKUs), else from PostgreSQL.
+func (g *Gateway) catalogHas(ctx context.Context, tenant, sku string) (bool, error) {
+	key := tenant + "/" + sku
+	if g.knownSKUs.has(key) {
+		return true, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.ProduceTimeout)
+	defer cancel()
+	exists, err := view.CatalogItemExists(ctx, g.cfg.Pool, tenant, sku)
+	if exists {
+		g.knownSKUs.add(key, time.Now())
+	}
+	return exists, err
 }
 
 func (g *Gateway) removeItem(w http.ResponseWriter, r *http.Request) {

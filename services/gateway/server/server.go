@@ -128,10 +128,14 @@ type Gateway struct {
 	streamsCtx context.Context
 	endStreams context.CancelFunc
 
-	// sent remembers the commands this instance produced recently, so that
-	// GET /v1/commands/{id} can say "pending" for them before they apply.
-	sentMu sync.Mutex
-	sent   map[string]time.Time
+	// sent remembers the commands this instance produced in the last 30 to
+	// 60 minutes, so that GET /v1/commands/{id} can say "pending" for them
+	// before they apply.
+	sent recentSet
+	// knownSKUs remembers the tenants' SKUs found in the catalog view: an
+	// item once there stays (items are upserted, never deleted), so an add-
+	// item command for a known SKU needs no lookup.
+	knownSKUs recentSet
 
 	inFlight chan struct{} // a token per command being handled
 
@@ -194,12 +198,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g := &Gateway{
 		cfg: cfg, log: log, cl: cl,
 		producer: commands.NewProducer(cl), router: router, announce: announce,
-		orders:   ordersTopics,
-		catalog:  topics.For(cfg.TopicPrefix, "catalog"),
-		sent:     map[string]time.Time{},
-		inFlight: make(chan struct{}, cfg.MaxInFlight),
-		hub:      newHub(cfg.Pool, ordersTopics.Events, readOrder, log),
-		streams:  make(chan struct{}, cfg.MaxStreams), streamsCtx: streamsCtx, endStreams: endStreams,
+		orders:    ordersTopics,
+		catalog:   topics.For(cfg.TopicPrefix, "catalog"),
+		sent:      recentSet{window: 30 * time.Minute},
+		knownSKUs: recentSet{window: 10 * time.Minute},
+		inFlight:  make(chan struct{}, cfg.MaxInFlight),
+		hub:       newHub(cfg.Pool, ordersTopics.Events, readOrder, log),
+		streams:   make(chan struct{}, cfg.MaxStreams), streamsCtx: streamsCtx, endStreams: endStreams,
 	}
 	track(g) // metrics.go: its live views and reply counters are exported
 	return g, nil
@@ -259,24 +264,39 @@ func (g *Gateway) Stats() replies.Stats { return g.router.Stats() }
 // rememberSent notes that tenant's command was produced here, so that its
 // status is "pending" (not unknown) until its outcome is recorded.
 func (g *Gateway) rememberSent(tenant, commandID string) {
-	g.sentMu.Lock()
-	defer g.sentMu.Unlock()
-	now := time.Now()
-	g.sent[tenant+"/"+commandID] = now
-	if len(g.sent) > 100_000 {
-		for id, at := range g.sent {
-			if now.Sub(at) > time.Hour {
-				delete(g.sent, id)
-			}
-		}
-	}
+	g.sent.add(tenant+"/"+commandID, time.Now())
 }
 
 func (g *Gateway) wasSent(tenant, commandID string) bool {
-	g.sentMu.Lock()
-	defer g.sentMu.Unlock()
-	_, ok := g.sent[tenant+"/"+commandID]
-	return ok
+	return g.sent.has(tenant + "/" + commandID)
+}
+
+// recentSet remembers keys for between one and two windows, at O(1) per key:
+// keys go to the current generation, which becomes the previous one after a
+// window, when the previous one is dropped whole.
+type recentSet struct {
+	window time.Duration
+
+	mu        sync.Mutex
+	cur, prev map[string]struct{}
+	since     time.Time // when cur began
+}
+
+func (s *recentSet) add(key string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil || now.Sub(s.since) >= s.window {
+		s.prev, s.cur, s.since = s.cur, map[string]struct{}{}, now
+	}
+	s.cur[key] = struct{}{}
+}
+
+func (s *recentSet) has(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, inCur := s.cur[key]
+	_, inPrev := s.prev[key]
+	return inCur || inPrev
 }
 
 // Handler is the gateway's HTTP API.

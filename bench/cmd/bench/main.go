@@ -333,7 +333,10 @@ func warmBroker(ctx context.Context, sys *system, wp warmPlan, log *slog.Logger)
 	steps.countRequests = false
 	var rounds []warmRound
 	sent := 0
-	for len(rounds) < wp.MaxRounds && !(len(rounds) >= wp.MinRounds && warmedUp(rounds, wp.Tolerance)) {
+	for len(rounds) < wp.MaxRounds {
+		if len(rounds) >= wp.MinRounds && warmedUp(rounds, wp.Tolerance) {
+			break
+		}
 		r := steps.run(ctx, loadgen.Options{Rate: wp.Rate, Duration: wp.Round}, addItem(sys, orders, sent))
 		if err := ctx.Err(); err != nil {
 			return rounds, err

@@ -9,14 +9,19 @@
 // queue checkers do, that nothing was lost, duplicated or reordered:
 //
 //   - every command answered 2xx is applied, exactly once (one event carries
-//     its command ID on the events topic);
+//     its command ID on the events topic), at the version it was answered;
 //   - every aggregate's event versions are 1..n, no gap, no duplicate;
-//   - every command answered 202 reaches a final status;
+//   - every command answered 202 reaches a final status, and one applied has
+//     its event at the version its status reports;
 //   - no request hangs: each ends in 2xx, 202, 4xx, or 502/503 while a
 //     dependency is down, within the client's bound;
 //   - the system recovers by itself: the time from each fault's end to the
 //     next round trip that starts and succeeds after it is measured, and
 //     must stay under recoveryBound.
+//
+// Besides crashes, it pauses instances (pause_test.go): SIGSTOPped past their
+// group session and transaction timeouts, they wake as zombies whose writes
+// must not be read.
 //
 // Run it with `make chaos` (CHAOS_PHASE sets each phase's length,
 // CHAOS_FAULTS picks faults by name); with CHAOS_REPORT set it writes the
@@ -38,6 +43,7 @@ import (
 
 	"github.com/answerback/answerback/deploy/local/kafkalocal"
 	"github.com/answerback/answerback/deploy/local/pglocal"
+	"github.com/answerback/answerback/libs/pipeline/aggregate"
 	"github.com/answerback/answerback/libs/testenv"
 	"github.com/answerback/answerback/services/gateway/auth"
 )
@@ -47,12 +53,16 @@ import (
 const recoveryBound = 60 * time.Second
 
 // fault is one phase of the run: inject breaks something at a random moment
-// of the phase, recover mends it downFor later; repeat times per phase.
+// of the phase, recover mends it hold later (the stack's downFor when hold is
+// 0); repeat times per phase. check, when set, runs once the system answered
+// again after each repetition: it verifies the fault's aftermath.
 type fault struct {
 	name    string
 	repeat  int // 0 means once
 	inject  func()
 	recover func()
+	hold    time.Duration
+	check   func()
 }
 
 // stack is what a scenario runs: the infrastructure and the service processes.
@@ -66,6 +76,8 @@ type stack struct {
 	gateways, aggregators, projectors []*proc
 	extraAggregator, extraProjector   *proc
 	downFor                           time.Duration
+	admin                             *kadm.Client // on the stack's brokers, for the suite's own look-ups
+	cluster                           *cluster     // the load and its record
 }
 
 // scenario is one infrastructure setup and the faults injected into it.
@@ -82,6 +94,12 @@ var scenarios = []scenario{
 			{name: "SIGKILL gateway-1 ×2", repeat: 2, inject: s.gateways[0].kill, recover: func() { s.gateways[0].start(t) }},
 			{name: "SIGKILL aggregator-1 ×2", repeat: 2, inject: s.aggregators[0].kill, recover: func() { s.aggregators[0].start(t) }},
 			{name: "SIGKILL projector-1 ×2", repeat: 2, inject: s.projectors[0].kill, recover: func() { s.projectors[0].start(t) }},
+			// The woken aggregator may stop fenced (its supervisor restarts
+			// it), never for another reason; a projector has no reason to stop.
+			s.pauseFault("paused aggregator-1 (SIGSTOP past its session and transaction timeouts, SIGCONT)", s.aggregators[0],
+				"orders-aggregator", "orders.snapshots", aggregate.ErrProducerFenced.Error()),
+			s.pauseFault("paused projector-1 (SIGSTOP past its session timeout, SIGCONT)", s.projectors[0],
+				"views-projector", "", ""),
 			{name: "SIGKILL both aggregators", inject: func() { s.aggregators[0].kill(); s.aggregators[1].kill() },
 				recover: func() { s.aggregators[0].start(t); s.aggregators[1].start(t) }},
 			{name: "Kafka broker SIGKILL and restart", inject: func() { _ = s.broker.Kill(1) }, recover: func() {
@@ -173,6 +191,12 @@ func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) st
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.broker.Stop() })
+	adminClient, err := kgo.NewClient(kgo.SeedBrokers(s.broker.Seeds()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(adminClient.Close)
+	s.admin = kadm.NewClient(adminClient)
 	s.pg, err = pglocal.Start(ctx, pglocal.Options{Dir: s.pgDir, Port: s.pgPort, Durable: true})
 	if err != nil {
 		t.Fatal(err)
@@ -237,6 +261,7 @@ func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) st
 	c.brokers = brokers
 	c.waitReady(90 * time.Second)
 	c.seed()
+	s.cluster = c
 
 	faults := append([]fault{{name: "none (baseline)"}}, sc.faults(s)...)
 	c.setPhase(faults[0].name) // the load starts in the baseline phase
@@ -254,14 +279,9 @@ func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) st
 
 // partitionLeader returns the node that leads topic's partition.
 func (s *stack) partitionLeader(topic string, partition int32) int {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(s.broker.Seeds()...))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer cl.Close()
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
-	details, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	details, err := s.admin.ListTopics(ctx, topic)
 	if err != nil {
 		s.t.Fatalf("metadata of %s: %v", topic, err)
 	}

@@ -4,6 +4,7 @@ package chaos
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -61,6 +63,8 @@ type cluster struct {
 	// successful round trip, and whether every repetition recovered.
 	recovery  map[string]time.Duration
 	recovered map[string]bool
+	// notes: per fault, what its injections did (see note).
+	notes map[string][]string
 }
 
 // recoveryWait is one wait for the system to answer again after a fault.
@@ -72,7 +76,15 @@ type recoveryWait struct {
 
 func newCluster(t *testing.T, base, token string) *cluster {
 	return &cluster{t: t, base: base, token: token, http: &http.Client{Timeout: clientTimeout},
-		recovery: map[string]time.Duration{}, recovered: map[string]bool{}}
+		recovery: map[string]time.Duration{}, recovered: map[string]bool{}, notes: map[string][]string{}}
+}
+
+// note records, for the report, what one injection of fault did.
+func (c *cluster) note(fault, text string) {
+	c.t.Logf("%s: %s", fault, text)
+	c.mu.Lock()
+	c.notes[fault] = append(c.notes[fault], text)
+	c.mu.Unlock()
 }
 
 func (c *cluster) setPhase(name string) {
@@ -224,9 +236,9 @@ func (c *cluster) record(o outcome) {
 }
 
 // phase runs one fault under load: repeat times, at a random moment of its
-// slot, inject it, mend it downFor later and wait (up to recoveryBound) for
-// the first round trip that starts after that and succeeds. The phase lasts
-// at least length.
+// slot, inject it, mend it downFor (or the fault's hold) later, wait (up to
+// recoveryBound) for the first round trip that starts after that and
+// succeeds, then run the fault's check. The phase lasts at least length.
 func (c *cluster) phase(f fault, length, downFor time.Duration) {
 	c.setPhase(f.name)
 	c.t.Logf("phase: %s", f.name)
@@ -238,7 +250,7 @@ func (c *cluster) phase(f fault, length, downFor time.Duration) {
 		time.Sleep(time.Until(slotStart.Add(randomDelay(slot / 4))))
 		if f.inject != nil {
 			f.inject()
-			time.Sleep(downFor)
+			time.Sleep(cmp.Or(f.hold, downFor))
 			f.recover()
 		}
 		w := &recoveryWait{since: time.Now(), done: make(chan struct{})}
@@ -259,6 +271,9 @@ func (c *cluster) phase(f fault, length, downFor time.Duration) {
 			c.recovered[f.name] = false
 			c.mu.Unlock()
 			c.t.Errorf("phase %q: no round trip succeeded within %s of the fault's end", f.name, recoveryBound)
+		}
+		if f.check != nil {
+			f.check()
 		}
 	}
 	time.Sleep(time.Until(start.Add(length)))
@@ -295,8 +310,11 @@ type results struct {
 
 type row struct {
 	requests, ok, accepted, client4xx, server5xx, failed, hung, lost, duplicated int
-	recovery                                                                     time.Duration
-	recovered                                                                    bool
+	// misversioned: answers whose version is not the one the events topic
+	// gives their command's event.
+	misversioned int
+	recovery     time.Duration
+	recovered    bool
 }
 
 // check reads the events topic and the command statuses and holds them
@@ -305,10 +323,27 @@ func (c *cluster) check() results {
 	c.t.Helper()
 	events := c.readEvents()
 	perCommand := map[string]int{}
+	logVersion := map[string]int64{} // per command, the version its event gave its order
 	versions := map[string][]int64{}
 	for _, ev := range events {
 		perCommand[ev.CommandID]++
+		logVersion[ev.CommandID] = max(logVersion[ev.CommandID], ev.Version)
 		versions[ev.AggregateID] = append(versions[ev.AggregateID], ev.Version)
+	}
+	// An answer's version must be its command's in the log: an instance that
+	// decided from stale state, or a zombie whose write was dropped, answers
+	// a version the log gave another command.
+	checkApplied := func(r *row, o outcome, answered int64, how string) {
+		switch n := perCommand[o.commandID]; {
+		case n == 0:
+			r.lost++
+			c.t.Errorf("command %s answered %s on %s has no event", o.commandID, how, o.order)
+		case n > 1:
+			r.duplicated++
+		case answered != logVersion[o.commandID]:
+			r.misversioned++
+			c.t.Errorf("command %s answered %s on %s with version %d; its event has version %d", o.commandID, how, o.order, answered, logVersion[o.commandID])
+		}
 	}
 	res := results{byFault: map[string]*row{}}
 	for agg, vs := range versions {
@@ -342,19 +377,17 @@ func (c *cluster) check() results {
 		case o.status == http.StatusAccepted:
 			r.accepted++
 			status, body, err := c.do(http.MethodGet, "/v1/commands/"+o.commandID, nil, nil)
-			if err != nil || status != http.StatusOK || body["status"] == "pending" {
+			switch {
+			case err != nil || status != http.StatusOK || body["status"] == "pending":
 				r.lost++
 				c.t.Errorf("command %s answered 202 never reached a final status (%d %v %v)", o.commandID, status, body, err)
+			case body["status"] == string(envelope.Applied):
+				v, _ := body["version"].(float64)
+				checkApplied(r, o, int64(v), "202, then applied,")
 			}
 		case o.status >= 200 && o.status < 300:
 			r.ok++
-			switch n := perCommand[o.commandID]; {
-			case n == 0:
-				r.lost++
-				c.t.Errorf("command %s answered %d on %s has no event", o.commandID, o.status, o.order)
-			case n > 1:
-				r.duplicated++
-			}
+			checkApplied(r, o, o.version, strconv.Itoa(o.status))
 		case o.status >= 400 && o.status < 500:
 			r.client4xx++
 		case o.status >= 500:
@@ -411,9 +444,10 @@ func header(phase time.Duration) string {
 	fmt.Fprintf(&b, "# Reliability\n\nWritten by `make chaos` (integration/chaos) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "Setup: two gateways behind a load balancer, two aggregators, two projectors, each a separate OS process; Apache Kafka (one broker, then a three-node cluster) and one PostgreSQL, real, on this machine (2 cores). "+
 		"Load: 16 clients sending add-item commands back to back with an Idempotency-Key, retried with the same key on 502/503/transport errors (at most %d attempts), `Prefer: wait=3`, client timeout %s; %d orders plus %d hot orders written by every client. "+
-		"Each fault phase lasts at least %s; a fault marked ×2 is injected twice, each time at a random moment of its half of the phase, and mended %s later; the phase then waits (at most %s) for the next round trip to succeed.\n\n",
-		retryBudget, clientTimeout, spreadOrders, hotOrders, phase, phase/4, recoveryBound)
-	b.WriteString("Invariants checked after the load stopped and every 202 settled: every 2xx command has exactly one event (*lost*/*duplicated*); every 202 reached a final status (*lost*); every order's event versions are 1..n; no command ID has two events; no request ran into the client's bound (*hung*). *failed* counts commands whose every attempt met a transport error or 5xx; *recovery* is the longest time from a fault's end to the next round trip that started after it and succeeded.\n")
+		"Each fault phase lasts at least %s; a fault marked ×2 is injected twice, each time at a random moment of its half of the phase, and mended %s later; the phase then waits (at most %s) for the next round trip to succeed. "+
+		"A paused instance (SIGSTOP) stays stopped at least %s — past its group session and transaction timeouts — and until its group shows its partitions on the other instance and the transactions it left open, if any, aborted (by the coordinator past their timeout, or fenced by the new owner); after SIGCONT it must be back in its group within %s, itself or, an aggregator fenced, restarted by its supervisor (the notes below the tables say which, and count the restarts).\n\n",
+		retryBudget, clientTimeout, spreadOrders, hotOrders, phase, phase/4, recoveryBound, pausedFor, rejoinBound)
+	b.WriteString("Invariants checked after the load stopped and every 202 settled: every 2xx command has exactly one event (*lost*/*duplicated*), at the version the client was answered (*wrong version*); every 202 reached a final status (*lost*), and one applied has its event at the version its status reports; every order's event versions are 1..n; no command ID has two events; no request ran into the client's bound (*hung*). *failed* counts commands whose every attempt met a transport error or 5xx; *recovery* is the longest time from a fault's end to the next round trip that started after it and succeeded.\n")
 	return b.String()
 }
 
@@ -421,7 +455,7 @@ func header(phase time.Duration) string {
 func (c *cluster) report(scenario string, res results) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## %s\n\n", scenario)
-	b.WriteString("| fault | requests | 2xx | 202 | 4xx | 5xx | failed | lost | duplicated | hung | recovery |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| fault | requests | 2xx | 202 | 4xx | 5xx | failed | lost | duplicated | wrong version | hung | recovery |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var faults []string
 	for f := range res.byFault {
 		faults = append(faults, f)
@@ -433,9 +467,19 @@ func (c *cluster) report(scenario string, res results) string {
 		if r.recovered {
 			rec = r.recovery.Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n", f, r.requests, r.ok, r.accepted, r.client4xx, r.server5xx, r.failed, r.lost, r.duplicated, r.hung, rec)
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n", f, r.requests, r.ok, r.accepted, r.client4xx, r.server5xx, r.failed, r.lost, r.duplicated, r.misversioned, r.hung, rec)
 	}
 	fmt.Fprintf(&b, "\nEvent versions not 1..n: %d orders. Command IDs with more than one event: %d.\n", len(res.versionErrors), res.duplicatedCommandIDs)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, f := range faults {
+		for _, n := range c.notes[f] {
+			fmt.Fprintf(&b, "\n- %s: %s", f, n)
+		}
+	}
+	if len(c.notes) > 0 {
+		b.WriteString("\n")
+	}
 	return b.String()
 }
 

@@ -4,15 +4,18 @@ go 1.26.0
 
 require (
 	github.com/answerback/answerback/libs/pipeline v0.0.0
+	github.com/answerback/answerback/libs/testenv v0.0.0
 	github.com/jackc/pgx/v5 v5.9.2
 	github.com/prometheus/client_golang v1.25.0
 	github.com/twmb/franz-go v1.22.3
 	github.com/twmb/franz-go/pkg/kadm v1.19.0
+	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
 )
 
 require (
+	github.com/answerback/answerback/deploy/local v0.0.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -49,3 +52,7 @@ require (
 )
 
 replace github.com/answerback/answerback/libs/pipeline => ../pipeline
+
+replace github.com/answerback/answerback/libs/testenv => ../testenv
+
+replace github.com/answerback/answerback/deploy/local => ../../deploy/local

@@ -4,7 +4,8 @@
 //
 // Per batch, one PostgreSQL transaction applies the events, records each
 // completed command's outcome with its reply, and stores the next offset of
-// every partition it consumed, in few round trips (see Runtime.process). Kafka offsets are not used: on assignment the
+// every partition it consumed, in three pipelined round trips whatever the
+// batch's size (see Runtime.process). Kafka offsets are not used: on assignment the
 // consumer seeks to the stored offsets, and inside the transaction records
 // below the stored offset are skipped, so an event applied once is never
 // applied again — even when two instances overlap during a rebalance.
@@ -55,7 +56,10 @@ import (
 // Any other Apply error rolls the batch back and retries it.
 var ErrPermanent = errors.New("permanent projection error")
 
-// Projection is one read model. Apply and Reply run inside the batch's transaction.
+// Projection is one read model. Apply and Reply queue statements on a
+// pgx.Batch rather than run them: the runtime sends every event's statements
+// of a batch in one round trip, inside the batch's transaction, in order — so
+// a reply's reads see the view as of its command's last event.
 type Projection struct {
 	// Name keys the stored offsets; renaming it replays everything.
 	Name string
@@ -65,11 +69,15 @@ type Projection struct {
 	// rejections) to its dead-letter topic: rejections are recorded in
 	// command_outcomes beside the applied commands, for command status.
 	Outcomes map[string]string
-	// Apply applies ev, read from topic, to the view. It must be idempotent
-	// by version: an event the view already has changes nothing.
-	Apply func(ctx context.Context, tx pgx.Tx, topic string, ev envelope.Event) error
-	// Reply derives the reply body to the command that ev completes.
-	Reply func(ctx context.Context, tx pgx.Tx, topic string, ev envelope.Event) (json.RawMessage, error)
+	// Apply queues on b the statements that apply ev, read from topic, to
+	// the view. They must be idempotent by version: an event the view
+	// already has changes nothing. An error it returns means it queued
+	// nothing; an error of its statements' callbacks fails the batch. Either
+	// wrapping ErrPermanent dead-letters the event; any other is retried.
+	Apply func(b *pgx.Batch, topic string, ev envelope.Event) error
+	// Reply queues on b the reads that derive the reply body to the command
+	// that ev completes; done receives the body, or the error, once b has run.
+	Reply func(b *pgx.Batch, topic string, ev envelope.Event, done func(json.RawMessage, error))
 }
 
 // Config configures a Runtime.
@@ -270,26 +278,30 @@ var errNeedsSavepoints = errors.New("a permanent failure: projecting the batch a
 
 // batch is one transaction's work in progress.
 type batch struct {
-	tx pgx.Tx
-	// final runs before the commit, in one round trip: outcomes recorded and
-	// offsets stored.
-	final pgx.Batch
+	// work holds the statements of the events and replies: the second round
+	// trip. final runs last, with the commit: outcomes recorded, change
+	// notices, offsets stored.
+	work, final pgx.Batch
 	// dead are the dead letters of the batch, sent before its commit.
 	dead    []*kgo.Record
 	replies []*kgo.Record
+	// replyErr is the first reply that could not be derived.
+	replyErr error
 	// changed is the latest version applied per aggregate, for the change
 	// notices sent at the commit.
 	changed map[aggregateKey]int64
-	// spans are the batch's "project" spans, ended when it commits or fails.
-	spans []trace.Span
+	// spans are the batch's "project" spans, ended when it commits or
+	// fails; replied are those of events that derived a reply.
+	spans, replied []trace.Span
 }
 
 // process applies a batch in one transaction and returns the replies to
-// send after it committed. Events are applied one after the other without
-// savepoints, and the batch's round trips to PostgreSQL are few: one to lock
-// the offsets, one per event applied, one per reply derived, and one for
-// the outcomes and offsets. Only when an event fails for good is the batch
-// applied again with a savepoint per event (see applyOne).
+// send after it committed. Without a failure it costs three round trips to
+// PostgreSQL, each a pipelined batch: begin and lock the offsets; apply
+// every event and derive every reply; record the outcomes, store the
+// offsets and commit. Only when an event fails for good in the database is
+// the batch applied again, each event in a savepoint of its own (see
+// applyInSavepoint), so that it alone is dead-lettered.
 func (r *Runtime) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Record, error) {
 	began := time.Now()
 	replies, err := r.processBatch(ctx, records, false)
@@ -301,19 +313,32 @@ func (r *Runtime) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Re
 }
 
 func (r *Runtime) processBatch(ctx context.Context, records []*kgo.Record, savepoints bool) (_ []*kgo.Record, err error) {
-	tx, err := r.cfg.Pool.Begin(ctx)
+	pc, err := r.cfg.Pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit; the error of a failed rollback is the batch's error already
+	defer pc.Release()
+	conn := pc.Conn()
+	committed := false
+	defer func() {
+		if !committed {
+			rollback(conn)
+		}
+	}()
 
+	// Round trip 1: begin, and lock the offsets.
+	first := &pgx.Batch{}
+	first.Queue("BEGIN")
 	next := map[partitionKey]int64{}
 	if !r.mode.untracked {
-		if next, err = r.lockOffsets(ctx, tx, records); err != nil {
-			return nil, err
-		}
+		r.queueLockOffsets(first, records, next)
 	}
-	b := &batch{tx: tx}
+	if err := conn.SendBatch(ctx, first).Close(); err != nil {
+		return nil, fmt.Errorf("locking offsets: %w", err)
+	}
+
+	// Round trip 2 (one per event with savepoints): apply, derive replies.
+	b := &batch{}
 	defer func() { tracing.EndAll(b.spans, err) }()
 	now := time.Now()
 	for _, rec := range records {
@@ -324,10 +349,33 @@ func (r *Runtime) processBatch(ctx context.Context, records []*kgo.Record, savep
 			}
 			next[k] = rec.Offset + 1
 		}
-		if err := r.applyOne(ctx, b, rec, now, savepoints); err != nil {
+		if savepoints {
+			if err := r.applyInSavepoint(ctx, conn, b, rec, now); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err := r.queueOne(ctx, b, &b.work, rec, now); err != nil {
 			return nil, err
 		}
 	}
+	if b.work.Len() > 0 {
+		workBegan := time.Now()
+		err := conn.SendBatch(ctx, &b.work).Close()
+		if errors.Is(err, ErrPermanent) {
+			return nil, fmt.Errorf("%w: %w", errNeedsSavepoints, err)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("applying events: %w", err)
+		}
+		r.traceRoundTrip(b.spans, "postgres apply", workBegan)
+		r.traceRoundTrip(b.replied, "postgres reply", workBegan)
+	}
+	if b.replyErr != nil {
+		return nil, b.replyErr
+	}
+
+	// Round trip 3: outcomes, change notices, offsets, commit.
 	queueNotices(b)
 	if !r.mode.untracked {
 		var topics []string
@@ -342,15 +390,20 @@ func (r *Runtime) processBatch(ctx context.Context, records []*kgo.Record, savep
 			WHERE o.projection = $1 AND o.topic = u.topic AND o.partition = u.partition`,
 			r.p.Name, topics, partitions, offsets)
 	}
-	if err := tx.SendBatch(ctx, &b.final).Close(); err != nil {
-		return nil, fmt.Errorf("recording outcomes and storing offsets: %w", err)
+	if !r.mode.replay {
+		if err := r.deadLetter(ctx, b.dead); err != nil {
+			return nil, err
+		}
 	}
+	b.final.Queue("COMMIT")
+	commitBegan := time.Now()
+	if err := conn.SendBatch(ctx, &b.final).Close(); err != nil {
+		return nil, fmt.Errorf("recording outcomes, storing offsets and committing: %w", err)
+	}
+	committed = true
 	if r.mode.replay {
 		// The live projector dead-lettered these when they first came: a
 		// replay leaves them out and counts them.
-		if err := tx.Commit(ctx); err != nil {
-			return nil, fmt.Errorf("commit: %w", err)
-		}
 		for _, d := range b.dead {
 			r.mode.skipped.Add(1)
 			r.log.Warn("replay: event left out", "topic", header(d, dlq.HSourceTopic), "partition", header(d, dlq.HSourcePartition),
@@ -358,14 +411,7 @@ func (r *Runtime) processBatch(ctx context.Context, records []*kgo.Record, savep
 		}
 		return nil, nil
 	}
-	if err := r.deadLetter(ctx, b.dead); err != nil {
-		return nil, err
-	}
-	commitBegan := time.Now()
-	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("commit: %w", err)
-	}
-	r.traceCommit(b, commitBegan)
+	r.traceRoundTrip(b.spans, "postgres commit", commitBegan)
 	for _, d := range b.dead {
 		dlq.Counted(d)
 		r.log.Warn("event dead-lettered", "topic", header(d, dlq.HSourceTopic), "partition", header(d, dlq.HSourcePartition),
@@ -374,10 +420,25 @@ func (r *Runtime) processBatch(ctx context.Context, records []*kgo.Record, savep
 	return b.replies, nil
 }
 
-// lockOffsets locks the stored offset of every partition in records (in one
-// statement, in a fixed order, so that two overlapping owners queue rather
-// than deadlock) and returns them: records below them were applied already.
-func (r *Runtime) lockOffsets(ctx context.Context, tx pgx.Tx, records []*kgo.Record) (map[partitionKey]int64, error) {
+// rollback ends the transaction a failed batch left open; a connection that
+// cannot is closed, so that the pool never hands out one inside a
+// transaction.
+func rollback(conn *pgx.Conn) {
+	if conn.IsClosed() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+		_ = conn.Close(ctx)
+	}
+}
+
+// queueLockOffsets queues the lock of the stored offset of every partition
+// in records (in one statement, in a fixed order, so that two overlapping
+// owners queue rather than deadlock); next receives them when it runs:
+// records below them were applied already.
+func (r *Runtime) queueLockOffsets(q *pgx.Batch, records []*kgo.Record, next map[partitionKey]int64) {
 	var keys []partitionKey
 	for _, rec := range records {
 		k := partitionKey{rec.Topic, rec.Partition}
@@ -392,42 +453,50 @@ func (r *Runtime) lockOffsets(ctx context.Context, tx pgx.Tx, records []*kgo.Rec
 	for i, k := range keys {
 		topics[i], partitions[i] = k.topic, k.partition
 	}
-	rows, err := tx.Query(ctx, `
+	q.Queue(`
 		INSERT INTO projector_offsets (projection, topic, partition, next_offset)
 		SELECT $1, u.topic, u.partition, 0 FROM unnest($2::text[], $3::int[]) WITH ORDINALITY AS u (topic, partition, i)
 		ORDER BY u.i
 		ON CONFLICT (projection, topic, partition) DO UPDATE SET next_offset = projector_offsets.next_offset
-		RETURNING topic, partition, next_offset`, r.p.Name, topics, partitions)
-	if err != nil {
-		return nil, fmt.Errorf("locking offsets: %w", err)
-	}
-	next := make(map[partitionKey]int64, len(keys))
-	var k partitionKey
-	var n int64
-	if _, err := pgx.ForEachRow(rows, []any{&k.topic, &k.partition, &n}, func() error {
-		next[k] = n
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("locking offsets: %w", err)
-	}
-	return next, nil
+		RETURNING topic, partition, next_offset`, r.p.Name, topics, partitions).Query(func(rows pgx.Rows) error {
+		var k partitionKey
+		var n int64
+		_, err := pgx.ForEachRow(rows, []any{&k.topic, &k.partition, &n}, func() error {
+			next[k] = n
+			return nil
+		})
+		return err
+	})
 }
 
-// applyOne applies one event record and, when it completes a command,
-// derives the command's reply. With savepoints, the event is applied inside
-// one, so that a permanent failure dead-letters the record and the batch
-// goes on; without, a permanent failure returns errNeedsSavepoints.
-func (r *Runtime) applyOne(ctx context.Context, b *batch, rec *kgo.Record, now time.Time, savepoints bool) error {
+// queueOne queues on q what one record asks: an event applied and, when it
+// completes a command, its reply derived and its outcome recorded in the
+// final round trip; a rejection read from an outcomes topic recorded. An
+// event refused for good before anything is queued (malformed, or an Apply
+// error wrapping ErrPermanent) is dead-lettered.
+func (r *Runtime) queueOne(ctx context.Context, b *batch, q *pgx.Batch, rec *kgo.Record, now time.Time) error {
+	ctx, ev, ok, err := r.queueApply(ctx, b, q, rec)
+	if err != nil || !ok {
+		return err
+	}
+	r.queueApplied(ctx, b, q, rec.Topic, ev, now)
+	return nil
+}
+
+// queueApply queues on q the statements of one record: the event's Apply,
+// or, for an outcomes topic, the rejection's record in the final round
+// trip. ok is true for an event queued, with ctx carrying its span.
+func (r *Runtime) queueApply(ctx context.Context, b *batch, q *pgx.Batch, rec *kgo.Record) (_ context.Context, _ envelope.Event, ok bool, _ error) {
 	if _, ok := r.p.Outcomes[rec.Topic]; ok {
 		if !r.mode.replay {
 			r.recordOutcome(b, rec)
 		}
-		return nil
+		return ctx, envelope.Event{}, false, nil
 	}
 	ev, err := envelope.DecodeEvent(rec)
 	if err != nil {
 		r.queueDeadLetter(b, rec, err)
-		return nil
+		return ctx, ev, false, nil
 	}
 	if !r.mode.replay {
 		var span trace.Span
@@ -435,50 +504,47 @@ func (r *Runtime) applyOne(ctx context.Context, b *batch, rec *kgo.Record, now t
 			append(tracing.MetaAttributes(ev.Meta), tracing.AttrVersion.Int64(ev.Version))...)
 		b.spans = append(b.spans, span)
 	}
-	q := b.tx
-	if savepoints {
-		if q, err = b.tx.Begin(ctx); err != nil {
-			return err
-		}
-	}
-	applyCtx, applySpan := r.startPostgres(ctx, "postgres apply")
-	err = r.p.Apply(applyCtx, q, rec.Topic, ev)
-	tracing.End(applySpan, err)
-	if err != nil {
-		if savepoints {
-			_ = q.Rollback(ctx)
-		}
-		switch {
-		case errors.Is(err, ErrPermanent) && savepoints:
+	if err := r.p.Apply(q, rec.Topic, ev); err != nil {
+		if errors.Is(err, ErrPermanent) {
 			r.queueDeadLetter(b, rec, err)
 			trace.SpanFromContext(ctx).SetStatus(codes.Error, "event dead-lettered")
-			return nil
-		case errors.Is(err, ErrPermanent):
-			return fmt.Errorf("%w: %s %s@%d: %w", errNeedsSavepoints, ev.Type, ev.AggregateID, ev.Version, err)
+			return ctx, ev, false, nil
 		}
-		return fmt.Errorf("applying %s %s@%d: %w", ev.Type, ev.AggregateID, ev.Version, err)
+		return ctx, ev, false, fmt.Errorf("applying %s %s@%d: %w", ev.Type, ev.AggregateID, ev.Version, err)
 	}
-	if savepoints {
-		if err := q.Commit(ctx); err != nil {
-			return err
-		}
-	}
+	return ctx, ev, true, nil
+}
+
+// queueApplied queues what follows an event's Apply: its change notice and,
+// when it completes a command, the reads of its reply on q, whose outcome is
+// then recorded in the final round trip.
+func (r *Runtime) queueApplied(ctx context.Context, b *batch, q *pgx.Batch, topic string, ev envelope.Event, now time.Time) {
 	if !r.mode.replay {
-		r.recordChange(b, rec.Topic, ev)
+		r.recordChange(b, topic, ev)
 	}
 	if r.mode.replay || !ev.LastOfCommand() || ev.CommandID == "" {
-		return nil
+		return
 	}
-	replyCtx, replySpan := r.startPostgres(ctx, "postgres reply")
-	body, err := r.p.Reply(replyCtx, b.tx, rec.Topic, ev)
-	tracing.End(replySpan, err)
-	if err != nil {
-		return fmt.Errorf("deriving the reply to %s: %w", ev.CommandID, err)
-	}
+	b.replied = append(b.replied, trace.SpanFromContext(ctx))
+	r.p.Reply(q, topic, ev, func(body json.RawMessage, err error) {
+		if err != nil {
+			if b.replyErr == nil {
+				b.replyErr = fmt.Errorf("deriving the reply to %s: %w", ev.CommandID, err)
+			}
+			return
+		}
+		r.queueAppliedOutcome(ctx, b, topic, ev, body, now)
+	})
+}
+
+// queueAppliedOutcome queues, for the final round trip, the record of an
+// applied command's outcome with its reply; the reply is sent after the
+// commit only when the record is new and somebody still waits.
+func (r *Runtime) queueAppliedOutcome(ctx context.Context, b *batch, topic string, ev envelope.Event, body json.RawMessage, now time.Time) {
 	b.final.Queue(`
 		INSERT INTO command_outcomes (command_id, topic, aggregate_id, version, outcome, reply, tenant)
 		VALUES ($1, $2, $3, $4, 'applied', $5, $6) ON CONFLICT (command_id) DO NOTHING`,
-		ev.CommandID, rec.Topic, ev.AggregateID, ev.Version, body, ev.Tenant).Exec(func(tag pgconn.CommandTag) error {
+		ev.CommandID, topic, ev.AggregateID, ev.Version, body, ev.Tenant).Exec(func(tag pgconn.CommandTag) error {
 		// Replied once: a command recorded before (its record replayed)
 		// is not answered again, nor is one nobody waits for any more.
 		if tag.RowsAffected() > 0 && ev.WantsReply(now) {
@@ -490,7 +556,39 @@ func (r *Runtime) applyOne(ctx context.Context, b *batch, rec *kgo.Record, now t
 		}
 		return nil
 	})
-	return nil
+}
+
+// applyInSavepoint applies one record in a savepoint of its own, then
+// derives its reply: an event that fails for good in the database is rolled
+// back alone and dead-lettered, and the batch goes on. It costs two or
+// three round trips; only a batch with such an event takes this path.
+func (r *Runtime) applyInSavepoint(ctx context.Context, conn *pgx.Conn, b *batch, rec *kgo.Record, now time.Time) error {
+	q := &pgx.Batch{}
+	q.Queue("SAVEPOINT event")
+	ctx, ev, ok, err := r.queueApply(ctx, b, q, rec)
+	if err != nil || !ok {
+		return err
+	}
+	q.Queue("RELEASE SAVEPOINT event")
+	if err := conn.SendBatch(ctx, q).Close(); err != nil {
+		if _, rbErr := conn.Exec(ctx, "ROLLBACK TO SAVEPOINT event"); rbErr != nil {
+			return errors.Join(err, rbErr)
+		}
+		if !errors.Is(err, ErrPermanent) {
+			return fmt.Errorf("applying %s %s@%d: %w", ev.Type, ev.AggregateID, ev.Version, err)
+		}
+		r.queueDeadLetter(b, rec, err)
+		trace.SpanFromContext(ctx).SetStatus(codes.Error, "event dead-lettered")
+		return nil
+	}
+	after := &pgx.Batch{}
+	r.queueApplied(ctx, b, after, rec.Topic, ev, now)
+	if after.Len() > 0 {
+		if err := conn.SendBatch(ctx, after).Close(); err != nil {
+			return fmt.Errorf("deriving the reply to %s: %w", ev.CommandID, err)
+		}
+	}
+	return b.replyErr
 }
 
 // startPostgres starts a client span name for PostgreSQL work of ctx's
@@ -506,17 +604,17 @@ func (r *Runtime) startPostgres(ctx context.Context, name string, opts ...trace.
 	return tracing.Tracer().Start(ctx, name, opts...)
 }
 
-// traceCommit gives each recording "project" span of a committed batch a
-// child "postgres commit" span covering the commit begun at began: the
-// commit is shared, but each trace shows what it waited for.
-func (r *Runtime) traceCommit(b *batch, began time.Time) {
+// traceRoundTrip gives each recording span of spans a child client span
+// name covering the round trip to PostgreSQL begun at began and ending now:
+// the round trip is shared, but each trace shows what it waited for.
+func (r *Runtime) traceRoundTrip(spans []trace.Span, name string, began time.Time) {
 	ended := time.Now()
-	for _, s := range b.spans {
+	for _, s := range spans {
 		if !s.IsRecording() {
 			continue
 		}
-		_, commit := r.startPostgres(trace.ContextWithSpan(context.Background(), s), "postgres commit", trace.WithTimestamp(began))
-		commit.End(trace.WithTimestamp(ended))
+		_, child := r.startPostgres(trace.ContextWithSpan(context.Background(), s), name, trace.WithTimestamp(began))
+		child.End(trace.WithTimestamp(ended))
 	}
 }
 

@@ -96,18 +96,52 @@ type CatalogList struct {
 // in the view: an OrderReplyBody as JSON. It returns an error wrapping
 // ErrNotFound when the order is not in the view.
 func OrderReply(ctx context.Context, q Querier, tenant, commandID, orderID string) (json.RawMessage, error) {
-	body, err := readOrder(ctx, q, tenant, orderID)
-	if err != nil {
+	return sendReply(ctx, q, func(b *pgx.Batch, done func(json.RawMessage, error)) {
+		QueueOrderReply(b, tenant, commandID, orderID, done)
+	})
+}
+
+// QueueOrderReply queues on b the reads of OrderReply; done receives the
+// reply, or the error, once b has run (not when a statement before them in
+// b failed).
+func QueueOrderReply(b *pgx.Batch, tenant, commandID, orderID string, done func(json.RawMessage, error)) {
+	queueReadOrder(b, tenant, orderID, func(body OrderBody, err error) {
+		if err != nil {
+			done(nil, err)
+			return
+		}
+		done(marshal(OrderReplyBody{CommandID: commandID, OrderBody: body}))
+	})
+}
+
+// sendReply runs what queue queues in one round trip and returns the reply
+// it derived.
+func sendReply(ctx context.Context, q Querier, queue func(*pgx.Batch, func(json.RawMessage, error))) (json.RawMessage, error) {
+	var (
+		reply    json.RawMessage
+		replyErr error
+	)
+	b := &pgx.Batch{}
+	queue(b, func(r json.RawMessage, err error) { reply, replyErr = r, err })
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
-	return marshal(OrderReplyBody{CommandID: commandID, OrderBody: body})
+	return reply, replyErr
 }
 
 // GetOrder returns the order as an OrderBody in JSON, and its version. It
 // returns an error wrapping ErrNotFound when the order is not in the view.
 func GetOrder(ctx context.Context, q Querier, tenant, orderID string) (json.RawMessage, int64, error) {
-	body, err := readOrder(ctx, q, tenant, orderID)
-	if err != nil {
+	var (
+		body    OrderBody
+		readErr error
+	)
+	batch := &pgx.Batch{}
+	queueReadOrder(batch, tenant, orderID, func(b OrderBody, err error) { body, readErr = b, err })
+	if err := q.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, 0, err
+	}
+	if err := readErr; err != nil {
 		return nil, 0, err
 	}
 	b, err := marshal(body)
@@ -118,17 +152,29 @@ func GetOrder(ctx context.Context, q Querier, tenant, orderID string) (json.RawM
 // in the view: a CatalogReplyBody as JSON. It returns an error wrapping
 // ErrNotFound when the item is not in the view.
 func CatalogReply(ctx context.Context, q Querier, tenant, commandID, sku string) (json.RawMessage, error) {
-	body := CatalogReplyBody{CommandID: commandID, SKU: sku}
-	err := q.QueryRow(ctx, `
+	return sendReply(ctx, q, func(b *pgx.Batch, done func(json.RawMessage, error)) {
+		QueueCatalogReply(b, tenant, commandID, sku, done)
+	})
+}
+
+// QueueCatalogReply queues on b the read of CatalogReply; done receives the
+// reply, or the error, once b has run.
+func QueueCatalogReply(b *pgx.Batch, tenant, commandID, sku string, done func(json.RawMessage, error)) {
+	b.Queue(`
 		SELECT `+itemColumns+`, version
-		FROM catalog_items WHERE tenant = $1 AND sku = $2`, tenant, sku).Scan(append(itemFields(&body.Item), &body.Version)...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: catalog item %q", ErrNotFound, sku)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("view: catalog item %q: %w", sku, err)
-	}
-	return marshal(body)
+		FROM catalog_items WHERE tenant = $1 AND sku = $2`, tenant, sku).QueryRow(func(row pgx.Row) error {
+		body := CatalogReplyBody{CommandID: commandID, SKU: sku}
+		err := row.Scan(append(itemFields(&body.Item), &body.Version)...)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			done(nil, fmt.Errorf("%w: catalog item %q", ErrNotFound, sku))
+		case err != nil:
+			return fmt.Errorf("view: catalog item %q: %w", sku, err)
+		default:
+			done(marshal(body))
+		}
+		return nil
+	})
 }
 
 // ListCatalog returns every catalog item, active or not, sorted by SKU: a
@@ -164,15 +210,15 @@ func itemFields(it *catalog.Item) []any {
 	return []any{&it.SKU, &it.Name, &it.UnitPrice, &it.Currency, &it.Stock, &it.MaxPerOrder, &it.Active}
 }
 
-// readOrder reads the body GetOrder and OrderReply share: the order, its
-// lines and its valid items, in one round trip to PostgreSQL (a pipelined
-// batch; the valid items are read whatever the order's status, and dropped
-// unless it is open).
-func readOrder(ctx context.Context, q Querier, tenant, orderID string) (OrderBody, error) {
+// queueReadOrder queues on batch the reads of the body GetOrder and
+// OrderReply share — the order, its lines and its valid items, pipelined
+// (the valid items are read whatever the order's status, and dropped unless
+// it is open) — and gives done the body, or an error wrapping ErrNotFound
+// when the order is not in the view, once the batch has run.
+func queueReadOrder(batch *pgx.Batch, tenant, orderID string, done func(OrderBody, error)) {
 	b := OrderBody{OrderID: orderID, Order: OrderDoc{Lines: []OrderLine{}}, ValidItems: []ValidItem{}}
 	o := &b.Order
 	var found bool
-	batch := &pgx.Batch{}
 	batch.Queue(`
 		SELECT id, customer_id, currency, status, version
 		FROM orders WHERE tenant = $1 AND id = $2`, tenant, orderID).QueryRow(func(row pgx.Row) error {
@@ -181,7 +227,10 @@ func readOrder(ctx context.Context, q Querier, tenant, orderID string) (OrderBod
 			return nil
 		}
 		found = err == nil
-		return err
+		if err != nil {
+			return fmt.Errorf("view: order %q: %w", orderID, err)
+		}
+		return nil
 	})
 	batch.Queue(`
 		SELECT l.sku, coalesce(c.name, ''), coalesce(c.unit_price, 0), l.quantity
@@ -196,22 +245,22 @@ func readOrder(ctx context.Context, q Querier, tenant, orderID string) (OrderBod
 			o.Lines = append(o.Lines, l)
 			return nil
 		})
-		return err
+		if err != nil {
+			return fmt.Errorf("view: order %q: %w", orderID, err)
+		}
+		return nil
 	})
-	var more bool
-	queueValidItems(batch, tenant, orderID, "", MaxValidItems, func(items []ValidItem, m bool) { b.ValidItems, more = items, m })
-	if err := q.SendBatch(ctx, batch).Close(); err != nil {
-		return b, fmt.Errorf("view: order %q: %w", orderID, err)
-	}
-	if !found {
-		return b, fmt.Errorf("%w: order %q", ErrNotFound, orderID)
-	}
-	if o.Status != orders.StatusOpen {
-		b.ValidItems = []ValidItem{}
-		return b, nil
-	}
-	b.MoreValidItems = more
-	return b, nil
+	queueValidItems(batch, tenant, orderID, "", MaxValidItems, func(items []ValidItem, more bool) {
+		switch {
+		case !found:
+			done(b, fmt.Errorf("%w: order %q", ErrNotFound, orderID))
+		case o.Status != orders.StatusOpen:
+			done(b, nil)
+		default:
+			b.ValidItems, b.MoreValidItems = items, more
+			done(b, nil)
+		}
+	})
 }
 
 // ValidItemsPage returns up to limit (1..MaxValidItems) of the valid items

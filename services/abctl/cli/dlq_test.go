@@ -55,18 +55,18 @@ func TestDLQRedriveAppliesOnce(t *testing.T) {
 		rt, err := projector.New(projector.Projection{
 			Name:   "dlq-test",
 			Topics: map[string]string{n.Events: n.DLQ},
-			Apply: func(ctx context.Context, tx pgx.Tx, _ string, ev envelope.Event) error {
+			Apply: func(b *pgx.Batch, _ string, ev envelope.Event) error {
 				if ev.Type == poisonType {
 					if !fixed.Load() {
 						return fmt.Errorf("%w: %s is not understood yet", projector.ErrPermanent, ev.Type)
 					}
 					poisonApplies.Add(1)
 				}
-				_, err := tx.Exec(ctx, `INSERT INTO dlq_applied (event_id, type) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING`, ev.ID(), ev.Type)
-				return err
+				b.Queue(`INSERT INTO dlq_applied (event_id, type) VALUES ($1, $2) ON CONFLICT (event_id) DO NOTHING`, ev.ID(), ev.Type)
+				return nil
 			},
-			Reply: func(context.Context, pgx.Tx, string, envelope.Event) (json.RawMessage, error) {
-				return json.RawMessage(`{}`), nil
+			Reply: func(_ *pgx.Batch, _ string, _ envelope.Event, done func(json.RawMessage, error)) {
+				done(json.RawMessage(`{}`), nil)
 			},
 		}, projector.Config{Brokers: k.Seeds, Pool: pg.Pool, Group: k.Name("dlq-test"), Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {

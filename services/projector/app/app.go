@@ -35,17 +35,18 @@ func Projection(prefix string) projector.Projection {
 		Name:     "views",
 		Topics:   map[string]string{o.Events: o.DLQ, c.Events: c.DLQ},
 		Outcomes: map[string]string{o.Outcomes: o.DLQ, c.Outcomes: c.DLQ},
-		Apply: func(ctx context.Context, tx pgx.Tx, topic string, ev envelope.Event) error {
+		Apply: func(b *pgx.Batch, topic string, ev envelope.Event) error {
 			if topic == c.Events {
-				return permanent(view.ApplyCatalogEvent(ctx, tx, ev))
+				return permanent(view.QueueCatalogEvent(b, ev))
 			}
-			return permanent(view.ApplyOrderEvent(ctx, tx, ev))
+			return permanent(view.QueueOrderEvent(b, ev))
 		},
-		Reply: func(ctx context.Context, tx pgx.Tx, topic string, ev envelope.Event) (json.RawMessage, error) {
+		Reply: func(b *pgx.Batch, topic string, ev envelope.Event, done func(json.RawMessage, error)) {
 			if topic == c.Events {
-				return view.CatalogReply(ctx, tx, ev.Tenant, ev.CommandID, ev.AggregateID)
+				view.QueueCatalogReply(b, ev.Tenant, ev.CommandID, ev.AggregateID, done)
+				return
 			}
-			return view.OrderReply(ctx, tx, ev.Tenant, ev.CommandID, ev.AggregateID)
+			view.QueueOrderReply(b, ev.Tenant, ev.CommandID, ev.AggregateID, done)
 		},
 	}
 }

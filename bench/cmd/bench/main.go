@@ -27,6 +27,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,6 +55,7 @@ func main() {
 	flag.StringVar(&cfg.report, "report", "", "write the Markdown report here (default: <root>/docs/BENCHMARKS.md)")
 	flag.StringVar(&cfg.results, "results", "", "write the raw results here (default: <root>/docs/bench/results.json)")
 	flag.BoolVar(&cfg.quick, "quick", os.Getenv("BENCH_QUICK") != "", "a one-minute smoke run (env BENCH_QUICK)")
+	rates := flag.String("rates", "", "the offered rates to step through, comma-separated (default: the plan's), e.g. 500,1000,1500: to look closer at some")
 	flag.BoolVar(&cfg.stagesOnly, "stages-only", false, "only split the round trip of Answerback and the embedded default (those selected) by stage at no load, print it and stop")
 	flag.BoolVar(&cfg.profileOnly, "profile-only", false, "only profile Answerback's processes and the broker under load (spread mix), print where the CPU goes and stop; raw profiles in <results folder>/profiles")
 	flag.BoolVar(&cfg.renderOnly, "render", false, "measure nothing: write the plots and report of the raw results file (-results) again")
@@ -62,6 +64,10 @@ func main() {
 		" (the stage probe and the scaling matrix come with answerback)")
 	flag.Parse()
 	var err error
+	if cfg.rates, err = parseRates(*rates); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	if cfg.systems, err = parseSystems(*systems); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
@@ -90,6 +96,7 @@ func main() {
 type config struct {
 	root, cache, report, results string
 	quick, stagesOnly            bool
+	rates                        []float64 // replaces the plan's when set
 	dataSizeOnly, profileOnly    bool
 	renderOnly                   bool
 	systems                      map[string]bool // by key (systemKeys) → measured
@@ -99,6 +106,23 @@ type config struct {
 // run. Those besides answerback and embedded are built into the bench
 // binary (childSystems).
 var systemKeys = []string{"answerback", "embedded", "eosfloor", "eosfloor-embedded", "transport", "monolith", "watermill"}
+
+// parseRates reads the -rates flag: positive numbers, comma-separated,
+// rising; "" is none.
+func parseRates(list string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		r, err := strconv.ParseFloat(f, 64)
+		if err != nil || r <= 0 || len(out) > 0 && r <= out[len(out)-1] {
+			return nil, fmt.Errorf("-rates: %q is not a rate above the one before it", f)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
 
 func parseSystems(list string) (map[string]bool, error) {
 	out := map[string]bool{}
@@ -140,6 +164,9 @@ func planFor(quick bool) plan {
 func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	started := time.Now()
 	p := planFor(cfg.quick)
+	if len(cfg.rates) > 0 {
+		p.Rates = cfg.rates
+	}
 	if cfg.profileOnly && !cfg.systems["answerback"] {
 		return fmt.Errorf("-profile-only measures Answerback: select answerback in -systems")
 	}

@@ -55,6 +55,7 @@ func main() {
 	flag.StringVar(&cfg.report, "report", "", "write the Markdown report here (default: <root>/docs/BENCHMARKS.md)")
 	flag.StringVar(&cfg.results, "results", "", "write the raw results here (default: <root>/docs/bench/results.json)")
 	flag.BoolVar(&cfg.quick, "quick", os.Getenv("BENCH_QUICK") != "", "a one-minute smoke run (env BENCH_QUICK)")
+	flag.BoolVar(&cfg.skipScaling, "no-scaling", false, "leave out the partitions × instances matrix (it comes with answerback otherwise)")
 	rates := flag.String("rates", "", "the offered rates to step through, comma-separated (default: the plan's), e.g. 500,1000,1500: to look closer at some")
 	flag.BoolVar(&cfg.stagesOnly, "stages-only", false, "only split the round trip of Answerback and the embedded default (those selected) by stage at no load, print it and stop")
 	flag.BoolVar(&cfg.profileOnly, "profile-only", false, "only profile Answerback's processes and the broker under load (spread mix), print where the CPU goes and stop; raw profiles in <results folder>/profiles")
@@ -97,6 +98,7 @@ type config struct {
 	root, cache, report, results string
 	quick, stagesOnly            bool
 	rates                        []float64 // replaces the plan's when set
+	skipScaling                  bool
 	dataSizeOnly, profileOnly    bool
 	renderOnly                   bool
 	systems                      map[string]bool // by key (systemKeys) → measured
@@ -310,7 +312,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		sys.stop()
 	}
-	if cfg.systems["answerback"] {
+	if cfg.systems["answerback"] && !cfg.skipScaling {
 		sp := scalingPlanFor(cfg.quick)
 		if res.Scaling, err = measureScaling(ctx, env, cfg, sp, log); err != nil {
 			return err

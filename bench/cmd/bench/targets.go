@@ -91,7 +91,8 @@ func judged(goal string, systems ...inRun) target {
 		}
 	}
 	if len(absent) > 0 {
-		return target{Goal: goal, Measured: "not in this run: " + strings.Join(absent, ", ")}
+		// Names hold commas: "; " keeps them apart.
+		return target{Goal: goal, Measured: "not in this run: " + strings.Join(absent, "; ")}
 	}
 	return target{Goal: goal, Known: true}
 }

@@ -127,6 +127,9 @@ func TestTargetsNotMeasured(t *testing.T) {
 	if tg := targetOf(t, ts, m, goalFloorRate); tg.Measured != "not in this run: "+nameEOSFloor {
 		t.Errorf("%q: measured %q, want the exactly-once floor named", tg.Goal, tg.Measured)
 	}
+	if tg, want := targetOf(t, ts, m, goalEmbeddedP50), "not in this run: "+nameEmbedded+"; "+nameEOSFloorEmbedded; tg.Measured != want {
+		t.Errorf("%q: measured %q, want %q", tg.Goal, tg.Measured, want)
+	}
 
 	r.Series = append(r.Series, synthSeries(nameEOSFloor, m, 1000, 8, 0, true))
 	if tg := targetOf(t, checkTargets(r), m, goalCPU); tg.Known || tg.Measured != "no CPU figures in this run" {

@@ -338,9 +338,9 @@ type warmPlan struct {
 
 func warmPlanFor(quick bool) warmPlan {
 	if quick {
-		return warmPlan{Rate: 200, Round: 3 * time.Second, MinRounds: 3, MaxRounds: 8, Tolerance: 0.1}
+		return warmPlan{Rate: 100, Round: 3 * time.Second, MinRounds: 3, MaxRounds: 8, Tolerance: 0.1}
 	}
-	return warmPlan{Rate: 200, Round: 12 * time.Second, MinRounds: 3, MaxRounds: 8, Tolerance: 0.1}
+	return warmPlan{Rate: 100, Round: 15 * time.Second, MinRounds: 4, MaxRounds: 12, Tolerance: 0.05}
 }
 
 // warmRound is one round of the broker's warm-up.

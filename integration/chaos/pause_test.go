@@ -371,7 +371,11 @@ func (s *stack) awaitGroup(group string, bound time.Duration, ok func(groupView)
 			return g, nil
 		}
 		if time.Now().After(deadline) {
-			return g, fmt.Errorf("group %s after %s: %d members owning %s (err %v)", group, bound, len(g.members), g.ownership(), err)
+			last := fmt.Sprintf("group %s after %s: %d members owning %s", group, bound, len(g.members), g.ownership())
+			if err != nil {
+				return g, fmt.Errorf("%s (%w)", last, err)
+			}
+			return g, errors.New(last)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}

@@ -211,7 +211,7 @@ func startChild(ctx context.Context, spec childSpec) (*child, error) {
 	case c.hello = <-hellos:
 		return c, nil
 	case <-c.exited:
-		return nil, fmt.Errorf("the child for %s exited before it served: %v", childName(spec), waitErr)
+		return nil, fmt.Errorf("the child for %s exited before it served: %w", childName(spec), waitErr)
 	case <-ctx.Done():
 		c.stop()
 		return nil, ctx.Err()

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -322,6 +323,31 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 	res.Finished = time.Now().UTC().Truncate(time.Minute)
 	res.Took = res.Finished.Sub(started).Round(time.Second).String()
 	return writeOutputs(res, cfg)
+}
+
+// sourceState names the commit of the checkout at root that the run builds
+// and measures — with "and uncommitted changes to …" when the product's
+// code differs from it — or says why it cannot.
+func sourceState(ctx context.Context, root string) string {
+	head, err := exec.CommandContext(ctx, "git", "-C", root, "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "unknown (git rev-parse: " + err.Error() + ")"
+	}
+	state := strings.TrimSpace(string(head))
+	dirty, err := exec.CommandContext(ctx, "git", "-C", root, "status", "--porcelain", "--", "libs", "services", "bench", "deploy/local").Output()
+	if err != nil {
+		return state + " (uncommitted changes unknown: " + err.Error() + ")"
+	}
+	if strings.TrimSpace(string(dirty)) != "" {
+		var files []string
+		for _, line := range strings.Split(string(dirty), "\n") {
+			if len(line) > 3 { // "XY path"
+				files = append(files, line[3:])
+			}
+		}
+		state += " and uncommitted changes to " + strings.Join(files, ", ")
+	}
+	return state
 }
 
 // warmPlan is how the broker is warmed up before the first series: rounds

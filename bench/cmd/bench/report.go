@@ -12,6 +12,8 @@ import (
 // results is everything one run measured (docs/bench/results.json).
 type results struct {
 	Machine string `json:"machine"`
+	// Code is the commit the run measured (sourceState).
+	Code string `json:"code,omitempty"`
 	// CommitMs is PostgreSQL's median one-row commit at the start (fsync).
 	CommitMs float64 `json:"commitMs,omitempty"`
 	Kafka    string  `json:"kafka"`
@@ -55,7 +57,11 @@ type brokerInfo struct {
 func (r results) markdown() string {
 	var b strings.Builder
 	b.WriteString("# Benchmarks\n\n")
-	fmt.Fprintf(&b, "Written by `make bench` (`bench/cmd/bench`) on %s in %s%s.\n\n", r.Finished.Format("2006-01-02 15:04 UTC"), r.Took,
+	code := "an unrecorded commit"
+	if r.Code != "" {
+		code = "commit " + r.Code
+	}
+	fmt.Fprintf(&b, "Written by `make bench` (`bench/cmd/bench`) on %s in %s, measuring %s%s.\n\n", r.Finished.Format("2006-01-02 15:04 UTC"), r.Took, code,
 		map[bool]string{true: " — a BENCH_QUICK smoke run, not figures to quote", false: ""}[r.Quick])
 	fmt.Fprintf(&b, "Machine: %s, shared by everything below: Apache Kafka %s (one broker, real, exactly-once transactions on), PostgreSQL (fsync on), the services and the load generator.", r.Machine, r.Kafka)
 	if r.CommitMs > 0 {

@@ -438,10 +438,29 @@ func (c *cluster) readEvents() []envelope.Event {
 	}
 }
 
+// measuredCommit names the commit of the checkout whose services the suite
+// built, with "and uncommitted changes" when the product's code differed.
+func measuredCommit() string {
+	head, err := exec.Command("git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return "an unrecorded commit (git rev-parse: " + err.Error() + ")"
+	}
+	state := "commit " + strings.TrimSpace(string(head))
+	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
+	if err != nil {
+		return state
+	}
+	dirty, err := exec.Command("git", "-C", strings.TrimSpace(string(top)), "status", "--porcelain", "--", "libs", "services", "deploy/local", "integration/chaos").Output()
+	if err == nil && strings.TrimSpace(string(dirty)) != "" {
+		state += " and uncommitted changes to the code it ran"
+	}
+	return state
+}
+
 // header is the top of docs/RELIABILITY.md: what ran, and how.
 func header(phase time.Duration) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Reliability\n\nWritten by `make chaos` (integration/chaos) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "# Reliability\n\nWritten by `make chaos` (integration/chaos) on %s, measuring %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"), measuredCommit())
 	fmt.Fprintf(&b, "Setup: two gateways behind a load balancer, two aggregators, two projectors, each a separate OS process; Apache Kafka (one broker, then a three-node cluster) and one PostgreSQL, real, on this machine (2 cores). "+
 		"Load: 16 clients sending add-item commands back to back with an Idempotency-Key, retried with the same key on 502/503/transport errors (at most %d attempts), `Prefer: wait=3`, client timeout %s; %d orders plus %d hot orders written by every client. "+
 		"Each fault phase lasts at least %s; a fault marked ×2 is injected twice, each time at a random moment of its half of the phase, and mended %s later; the phase then waits (at most %s) for the next round trip to succeed. "+

@@ -255,7 +255,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 
 	// Each system runs alone: started before its series and stopped after
 	// them, so that no other system's idle clients take the machine's CPU.
-	res := results{Machine: describeMachine(), Plan: p, Kafka: env.kafkaVersion, Quick: cfg.quick,
+	res := results{Machine: describeMachine(), Code: sourceState(ctx, cfg.root), Plan: p, Kafka: env.kafkaVersion, Quick: cfg.quick,
 		Broker: brokerInfo{JVM: javaVersion(ctx), JITFlags: env.broker.JITFlags(), Plan: warmPlanFor(cfg.quick)}}
 	commit, err := env.commitLatency(ctx, 200)
 	if err != nil {

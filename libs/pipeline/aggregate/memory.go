@@ -98,14 +98,16 @@ func newPending[S any](e entry[S], p int32) *pendingEntry[S] {
 }
 
 // remember makes the aggregate remember key and forget the commands sent
-// first beyond limit; it moves forgotten to the newest of those.
+// first beyond limit — of commands sent in the same instant (record
+// timestamps have millisecond precision), the one decided first; it moves
+// forgotten to the newest send time of those.
 func (pe *pendingEntry[S]) remember(key string, rec keyRecord, limit int) {
 	pe.keys[key] = rec
 	pe.written[key] = true
 	for len(pe.keys) > limit {
 		oldest, first := "", true
 		for k, v := range pe.keys {
-			if first || v.Sent.Before(pe.keys[oldest].Sent) {
+			if first || sentFirst(v, pe.keys[oldest]) {
 				oldest, first = k, false
 			}
 		}
@@ -114,6 +116,14 @@ func (pe *pendingEntry[S]) remember(key string, rec keyRecord, limit int) {
 		}
 		pe.forget(oldest)
 	}
+}
+
+// sentFirst orders remembered commands by send time, then decision time.
+func sentFirst(a, b keyRecord) bool {
+	if !a.Sent.Equal(b.Sent) {
+		return a.Sent.Before(b.Sent)
+	}
+	return a.At.Before(b.At)
 }
 
 // pruneOlderThan forgets the commands decided at or before cutoff: past

@@ -45,6 +45,25 @@ func TestRememberForgetsOldestBeyondLimit(t *testing.T) {
 	}
 }
 
+// TestRememberForgetsFirstDecidedOfTheSameInstant: commands whose records
+// were sent in the same millisecond are forgotten in the order they were
+// decided.
+func TestRememberForgetsFirstDecidedOfTheSameInstant(t *testing.T) {
+	t.Parallel()
+	sent := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for range 20 { // map order varies from run to run
+		e := newPending(entry[struct{}]{}, 0)
+		for i := range 6 {
+			e.remember(fmt.Sprint("k", i), keyRecord{Sent: sent, At: sent.Add(time.Duration(i) * time.Microsecond)}, 3)
+		}
+		for _, k := range []string{"k3", "k4", "k5"} {
+			if _, ok := e.keys[k]; !ok {
+				t.Fatalf("%s forgotten; want the three decided last remembered, have %v", k, e.keys)
+			}
+		}
+	}
+}
+
 // TestPendingLeavesCommittedUntouched: a batch works on a copy; the
 // committed entry keeps its commands whatever the batch does.
 func TestPendingLeavesCommittedUntouched(t *testing.T) {

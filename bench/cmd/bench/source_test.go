@@ -7,13 +7,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/answerback/answerback/libs/testenv"
 )
 
 // TestSourceState: the report names the commit it measured, and says when
 // the product's code had uncommitted changes.
 func TestSourceState(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
+		testenv.Unavailable(t, "git is not installed: the report's commit is read with git")
 	}
 	root := t.TempDir()
 	git := func(args ...string) string {

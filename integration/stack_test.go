@@ -184,8 +184,24 @@ func startStackWithOrder(t testing.TB, k *testenv.Kafka, opts stackOptions) *sta
 	t.Helper()
 	s := startStack(t, k, opts)
 	s.seedCatalog(defaultCatalog)
-	s.mustCall(0, http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
+	s.mustSetUp(http.StatusCreated, http.MethodPost, "/v1/orders", map[string]any{"id": "o", "customerId": "c"})
 	return s
+}
+
+// setUpWait is how long a set-up command may wait for its reply: a test's
+// short reply wait is for the commands it tests, not for its fixtures, which
+// may meet a projector still joining its group on a loaded machine.
+const setUpWait = "wait=30"
+
+// mustSetUp sends a fixture command through gateway 0, waiting up to
+// setUpWait for its reply, and fails the test unless the status is want.
+func (s *stack) mustSetUp(want int, method, path string, body any) response {
+	s.t.Helper()
+	r := s.callWith(0, method, path, body, map[string]string{"Prefer": setUpWait})
+	if r.Status != want {
+		s.t.Fatalf("set-up %s %s: status %d, want %d; body %s", method, path, r.Status, want, r.Body)
+	}
+	return r
 }
 
 func (s *stack) run(name string, f func(ctx context.Context)) {
@@ -326,7 +342,7 @@ func (s *stack) mustCall(i int, want int, method, path string, body any) respons
 func (s *stack) seedCatalog(items map[string]map[string]any) {
 	s.t.Helper()
 	for sku, item := range items {
-		s.mustCall(0, http.StatusOK, http.MethodPut, "/v1/catalog/"+sku, item)
+		s.mustSetUp(http.StatusOK, http.MethodPut, "/v1/catalog/"+sku, item)
 	}
 }
 

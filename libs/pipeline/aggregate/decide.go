@@ -71,7 +71,7 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, committed m
 	// applied: a replay of the commands topic must not apply it twice. It goes
 	// to the dead letters (an operator may redrive it, as a new record, once sure).
 	sent := rec.Timestamp
-	if now.Sub(sent) > r.cfg.IdempotencyWindow || !remembered && !cur.forgotten.IsZero() && !sent.After(cur.forgotten) {
+	if now.Sub(sent) > r.cfg.IdempotencyWindow || !remembered && cur.mayHaveForgotten(key, sent) {
 		err := fmt.Errorf("stale command: sent %s, before what %s remembers (%s window, %d commands)",
 			sent.UTC().Format(time.RFC3339), cmd.AggregateID, r.cfg.IdempotencyWindow, r.cfg.MaxRemembered)
 		r.log.Warn("stale command dead-lettered", append(cmd.LogAttrs(), "partition", rec.Partition, "offset", rec.Offset, "sent", sent)...)

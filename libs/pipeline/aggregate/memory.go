@@ -34,8 +34,14 @@ type entry[S any] struct {
 	version int64
 	keys    map[string]keyRecord
 	// forgotten is the newest send time among the commands forgotten before
-	// their window ended: a record sent at or before it may be one of them.
+	// their window ended: a record sent before it may be one of them.
 	forgotten time.Time
+	// forgottenAt are the dedupe keys of the commands forgotten that were
+	// sent at forgotten itself (record timestamps have millisecond
+	// precision: several may be): a record sent then is one of them only if
+	// its key is here. Nil when unknown (a snapshot written before it was
+	// kept): every record sent then counts as forgotten.
+	forgottenAt map[string]bool
 	// legacyKeys is set on an entry restored from a snapshot that carried its
 	// remembered commands inline (the format before rememberedKey records):
 	// its next write writes all of them as records of their own.
@@ -85,6 +91,7 @@ type pendingEntry[S any] struct {
 func newPending[S any](e entry[S], p int32) *pendingEntry[S] {
 	pe := &pendingEntry[S]{entry: e, partition: p, written: map[string]bool{}}
 	pe.keys = maps.Clone(e.keys)
+	pe.forgottenAt = maps.Clone(e.forgottenAt)
 	if pe.keys == nil {
 		pe.keys = map[string]keyRecord{}
 	}
@@ -111,11 +118,24 @@ func (pe *pendingEntry[S]) remember(key string, rec keyRecord, limit int) {
 				oldest, first = k, false
 			}
 		}
-		if s := pe.keys[oldest].Sent; s.After(pe.forgotten) {
-			pe.forgotten = s
+		switch s := pe.keys[oldest].Sent; {
+		case s.After(pe.forgotten):
+			pe.forgotten, pe.forgottenAt = s, map[string]bool{oldest: true}
+		case s.Equal(pe.forgotten) && pe.forgottenAt != nil:
+			pe.forgottenAt[oldest] = true
 		}
 		pe.forget(oldest)
 	}
+}
+
+// mayHaveForgotten reports whether a command sent at sent under key may be
+// one that the aggregate forgot before its window ended: sent before the
+// newest forgotten, or at that instant under a key forgotten then.
+func (e entry[S]) mayHaveForgotten(key string, sent time.Time) bool {
+	if e.forgotten.IsZero() || sent.After(e.forgotten) {
+		return false
+	}
+	return sent.Before(e.forgotten) || e.forgottenAt == nil || e.forgottenAt[key]
 }
 
 // sentFirst orders remembered commands by send time, then decision time.
@@ -152,6 +172,8 @@ type stateRecord struct {
 	State     json.RawMessage      `json:"state"`
 	Keys      map[string]keyRecord `json:"keys,omitempty"`
 	Forgotten time.Time            `json:"forgotten,omitzero"`
+	// ForgottenAt are the dedupe keys forgotten that were sent at Forgotten.
+	ForgottenAt []string `json:"forgottenAt,omitempty"`
 }
 
 // checkpointKey keys the partition's checkpoint record: the offset of the

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/topics"
 )
 
 // TestRememberForgetsOldestBeyondLimit: past the limit the commands sent
@@ -142,5 +143,52 @@ func TestDedupeKey(t *testing.T) {
 	bare := envelope.Command{Meta: envelope.Meta{CommandID: "c1"}}
 	if dedupeKey(keyed) != "k" || dedupeKey(bare) != "command c1" {
 		t.Fatalf("dedupeKey: %q, %q", dedupeKey(keyed), dedupeKey(bare))
+	}
+}
+
+// TestForgottenInTheSameInstantIsExact: of records sent in the millisecond
+// of the newest command forgotten, only those under a key forgotten then
+// count as possibly applied (stale); a new command sent in that millisecond
+// is decided. The keys survive the snapshot, and a snapshot without them
+// (an older format) counts every record of that millisecond as forgotten.
+func TestForgottenInTheSameInstantIsExact(t *testing.T) {
+	t.Parallel()
+	sent := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e := newPending(entry[struct{}]{}, 0)
+	for i := range 5 {
+		e.remember(fmt.Sprint("k", i), keyRecord{Sent: sent, At: sent.Add(time.Duration(i) * time.Microsecond)}, 3)
+	}
+	for _, c := range []struct {
+		key  string
+		sent time.Time
+		want bool
+	}{
+		{"k0", sent, true},
+		{"k1", sent, true},
+		{"new", sent, false},
+		{"new", sent.Add(-time.Millisecond), true},
+		{"k0", sent.Add(time.Millisecond), false},
+	} {
+		if got := e.mayHaveForgotten(c.key, c.sent); got != c.want {
+			t.Errorf("mayHaveForgotten(%s, %s) = %v, want %v", c.key, c.sent.Format(time.StampMilli), got, c.want)
+		}
+	}
+
+	r := &Runtime[struct{}]{cfg: Config{Topics: topics.For("", "t")}}
+	e.stateJSON = []byte(`{}`)
+	state, remembered := map[string]entry[struct{}]{}, map[string]map[string]keyRecord{}
+	for _, rec := range r.snapshotRecords("s", e) {
+		if err := restoreRecord(state, remembered, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restored := state["s"]
+	if !restored.mayHaveForgotten("k1", sent) || restored.mayHaveForgotten("new", sent) {
+		t.Errorf("restored: forgotten %s, keys at it %v; want k0 and k1 only", restored.forgotten, restored.forgottenAt)
+	}
+
+	legacy := entry[struct{}]{forgotten: sent}
+	if !legacy.mayHaveForgotten("new", sent) {
+		t.Error("a snapshot without the keys forgotten: a record of the same millisecond must count as forgotten")
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -364,7 +366,7 @@ func (w *partition[S]) transact(ctx context.Context, records []*kgo.Record) (err
 // the partition of the aggregate's commands (the topics are co-partitioned),
 // where restoring that partition reads them.
 func (r *Runtime[S]) snapshotRecords(stream string, e *pendingEntry[S]) []*kgo.Record {
-	value, _ := json.Marshal(stateRecord{Version: e.version, State: e.stateJSON, Forgotten: e.forgotten}) // raw JSON and scalars: cannot fail
+	value, _ := json.Marshal(stateRecord{Version: e.version, State: e.stateJSON, Forgotten: e.forgotten, ForgottenAt: slices.Sorted(maps.Keys(e.forgottenAt))}) // raw JSON, strings and scalars: cannot fail
 	out := make([]*kgo.Record, 0, 1+len(e.written))
 	out = append(out, &kgo.Record{Topic: r.cfg.Topics.Snapshots, Partition: e.partition, Key: []byte(stream), Value: value})
 	for key, kept := range e.written {

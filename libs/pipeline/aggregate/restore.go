@@ -150,6 +150,13 @@ func restoreRecord[S any](state map[string]entry[S], remembered map[string]map[s
 	// A snapshot of the older format carries the commands remembered then;
 	// commands remembered later come as records of their own and are merged
 	// over them.
-	state[string(rec.Key)] = entry[S]{state: s, version: sr.Version, keys: sr.Keys, forgotten: sr.Forgotten, legacyKeys: sr.Keys != nil}
+	e := entry[S]{state: s, version: sr.Version, keys: sr.Keys, forgotten: sr.Forgotten, legacyKeys: sr.Keys != nil}
+	if len(sr.ForgottenAt) > 0 {
+		e.forgottenAt = make(map[string]bool, len(sr.ForgottenAt))
+		for _, k := range sr.ForgottenAt {
+			e.forgottenAt[k] = true
+		}
+	}
+	state[string(rec.Key)] = e
 	return nil
 }

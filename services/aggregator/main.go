@@ -4,7 +4,8 @@
 // Configuration (environment, flags override): KAFKA_BROKERS, METRICS_ADDR, TOPIC_PREFIX,
 // the Kafka connection's security (KAFKA_TLS*, KAFKA_SASL_*: see service.KafkaSecurityConfig),
 // INSTANCE_ID (default: the host name; names it in logs), PARTITIONS (of the
-// topics it creates when missing; default 6).
+// topics it creates when missing; default 6), TRANSACTION_SLOTS (transactions
+// in flight at once across its partitions; default 1, -1: no bound).
 //
 // It exits 1 when a partition's transactional producer is fenced (the
 // partition's new owner fenced a zombie, or the broker timed a transaction
@@ -31,6 +32,7 @@ func main() {
 	kafkaSecurity := f.KafkaSecurity(log)
 	instance := f.String("instance-id", "INSTANCE_ID", service.Hostname(), "this instance's stable name")
 	partitions := f.Int("partitions", "PARTITIONS", 6, "partitions of the topics created when missing (commands and snapshots must agree)")
+	slots := f.Int("transaction-slots", "TRANSACTION_SLOTS", 1, "transactions in flight at once across the owned partitions (-1: no bound); a partition waiting for a slot gathers more commands into its transaction")
 	metrics := f.Metrics()
 	f.ParseOrExit(os.Args[1:])
 	f.HealthcheckOrExit(metrics().Addr)
@@ -53,7 +55,7 @@ func main() {
 		os.Exit(2)
 	}
 	defer func() { cancel(); waitMetrics() }() // the server stops when ctx ends
-	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, InstanceID: *instance, Partitions: int32(*partitions), Logger: log, ClientOpts: append([]kgo.Opt{service.KafkaClientLogger("aggregator")}, kafkaOpts...)}); err != nil {
+	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, InstanceID: *instance, Partitions: int32(*partitions), TransactionSlots: *slots, Logger: log, ClientOpts: append([]kgo.Opt{service.KafkaClientLogger("aggregator")}, kafkaOpts...)}); err != nil {
 		log.Error("aggregator failed", "err", err)
 		os.Exit(1)
 	}

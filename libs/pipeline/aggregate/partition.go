@@ -142,15 +142,19 @@ func (w *partition[S]) run(ctx context.Context) {
 			case <-w.signal:
 			}
 		}
-		if w.isStopping() {
+		release, ok := w.r.acquireSlot(ctx)
+		if !ok || w.isStopping() {
+			release()
 			return
 		}
 		batch := append(retry, w.take(w.r.cfg.MaxPollRecords-len(retry))...)
 		retry = nil
 		if len(batch) == 0 {
+			release()
 			continue
 		}
 		err := w.transact(ctx, batch)
+		release()
 		switch {
 		case err == nil:
 			continue
@@ -169,6 +173,32 @@ func (w *partition[S]) run(ctx context.Context) {
 			return
 		}
 		retry = w.undecided(batch)
+	}
+}
+
+// acquireSlot waits for a transaction slot (Config.TransactionSlots), at
+// most SlotWait; past it the transaction goes ahead without one. It returns
+// the slot's release (a no-op without one), and false when ctx ended.
+func (r *Runtime[S]) acquireSlot(ctx context.Context) (release func(), ok bool) {
+	noop := func() {}
+	if r.slots == nil {
+		return noop, true
+	}
+	held := func() { <-r.slots }
+	select {
+	case r.slots <- struct{}{}:
+		return held, true
+	default:
+	}
+	t := time.NewTimer(r.cfg.SlotWait)
+	defer t.Stop()
+	select {
+	case r.slots <- struct{}{}:
+		return held, true
+	case <-t.C:
+		return noop, true
+	case <-ctx.Done():
+		return noop, false
 	}
 }
 

@@ -10,8 +10,10 @@
 // co-partitioned with the commands; memory.go), rejections
 // (<domain>.outcomes), dead letters, and a checkpoint record holding the
 // offset of the next command to decide. The consumed offsets live in that
-// checkpoint, not in the group: a transaction costs a Produce and an EndTxn,
-// and the partitions' transactions overlap one another.
+// checkpoint, not in the group: a transaction costs a Produce and an EndTxn.
+// The partitions' transactions are independent; an instance runs up to
+// TransactionSlots of them at once, and a partition waiting for a slot
+// gathers its commands into a larger transaction.
 //
 // Whoever takes a partition over first initializes its transactional ID,
 // which fences the previous owner (a zombie's later transactions fail) and
@@ -73,6 +75,18 @@ type Config struct {
 	// before the window ends, records sent before the newest forgotten one
 	// are dead-lettered as stale too.
 	MaxRemembered int
+	// TransactionSlots bounds the transactions that the instance's
+	// partitions run at once; default 2, negative: no bound. A partition
+	// that finds every slot taken waits for one — at most SlotWait — and
+	// its transaction then takes every command that arrived meanwhile: under
+	// load transactions grow, and with them fall the broker's work per
+	// command (an EndTxn and its markers per transaction) and the Fetch
+	// requests. At low load a slot is free and nothing waits.
+	TransactionSlots int
+	// SlotWait bounds a partition's wait for a slot, after which it begins
+	// its transaction anyway, so that a partition whose transaction
+	// coordinator is away does not hold the others up; default 20ms.
+	SlotWait time.Duration
 	// ShutdownDrain is how long a shutdown, or the revocation of a
 	// partition, waits for the batch in hand to commit; default twice
 	// TransactionTimeout. Negative: abort it at once, as a crash would (its
@@ -101,6 +115,12 @@ func (c *Config) setDefaults(domain string) {
 	}
 	if c.ShutdownDrain == 0 {
 		c.ShutdownDrain = 2 * c.TransactionTimeout
+	}
+	if c.TransactionSlots == 0 {
+		c.TransactionSlots = 1
+	}
+	if c.SlotWait == 0 {
+		c.SlotWait = 20 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -146,6 +166,9 @@ type Runtime[S any] struct {
 	// transaction, reported to the group now and then (for lag; the
 	// checkpoint itself is what counts).
 	committed map[int32]int64
+	// slots holds a token per transaction in flight (TransactionSlots); nil
+	// when unbounded.
+	slots chan struct{}
 	// fatal is the first error a worker cannot recover from.
 	fatal error
 	// wake ends the poll in progress, so that the poll loop sees seeks,
@@ -162,7 +185,12 @@ func New[S any](def Definition[S], cfg Config) (*Runtime[S], error) {
 	if def.Decide == nil || def.Evolve == nil {
 		return nil, fmt.Errorf("aggregate %s: Decide and Evolve are required", def.Name)
 	}
+	var slots chan struct{}
+	if cfg.TransactionSlots > 0 {
+		slots = make(chan struct{}, cfg.TransactionSlots)
+	}
 	return &Runtime[S]{
+		slots:     slots,
 		def:       def,
 		cfg:       cfg,
 		log:       cfg.Logger.With("aggregate", def.Name, "instance", cfg.InstanceID),

@@ -218,3 +218,64 @@ func partitionOf(ctx context.Context, t *testing.T, seeds []string, topic, key s
 	t.Fatalf("no record keyed %q on %s", key, topic)
 	return -1
 }
+
+// TestTransactionSlots: with every slot taken a partition waits for one and
+// takes it once freed; past SlotWait it goes ahead without one; a stopped
+// partition stops waiting; without a bound nothing waits.
+func TestTransactionSlots(t *testing.T) {
+	t.Parallel()
+	newRuntime := func(slots int, wait time.Duration) *Runtime[counter] {
+		cfg := Config{Brokers: []string{"127.0.0.1:1"}, Topics: topics.For("", "counters"), InstanceID: "a", TransactionSlots: slots, SlotWait: wait}
+		rt, err := New(counterDef, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rt
+	}
+	ctx := context.Background()
+
+	rt := newRuntime(1, time.Minute)
+	release, ok := rt.acquireSlot(ctx)
+	if !ok {
+		t.Fatal("the free slot was not taken")
+	}
+	time.AfterFunc(50*time.Millisecond, release)
+	start := time.Now()
+	second, ok := rt.acquireSlot(ctx)
+	if waited := time.Since(start); !ok || waited < 40*time.Millisecond {
+		t.Fatalf("second acquire: ok %v after %s; want the slot once the first released it", ok, waited)
+	}
+	if len(rt.slots) != 1 {
+		t.Fatalf("%d slots held, want the second partition's", len(rt.slots))
+	}
+	second()
+	if len(rt.slots) != 0 {
+		t.Fatal("release left the slot taken")
+	}
+
+	rt = newRuntime(1, 30*time.Millisecond)
+	held, _ := rt.acquireSlot(ctx)
+	start = time.Now()
+	without, ok := rt.acquireSlot(ctx)
+	if waited := time.Since(start); !ok || waited < 25*time.Millisecond || len(rt.slots) != 1 {
+		t.Fatalf("past SlotWait: ok %v after %s with %d slots held; want to go ahead without a slot", ok, waited, len(rt.slots))
+	}
+	without() // a no-op: it holds no slot
+	if len(rt.slots) != 1 {
+		t.Fatal("releasing no slot freed the one held")
+	}
+	stopped, cancel := context.WithCancel(ctx)
+	cancel()
+	rt.cfg.SlotWait = time.Minute
+	if _, ok := rt.acquireSlot(stopped); ok {
+		t.Error("a stopped partition's acquire succeeded")
+	}
+	held()
+
+	rt = newRuntime(-1, time.Minute)
+	for range 3 {
+		if _, ok := rt.acquireSlot(ctx); !ok || rt.slots != nil {
+			t.Fatal("without a bound an acquire waited or held a slot")
+		}
+	}
+}

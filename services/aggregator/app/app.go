@@ -30,10 +30,11 @@ type Config struct {
 	InstanceID string
 	// Partitions of topics this instance creates when missing; default 6.
 	Partitions int32
-	// ShutdownDrain: see aggregate.Config.
-	ShutdownDrain time.Duration
-	Logger        *slog.Logger
-	ClientOpts    []kgo.Opt
+	// ShutdownDrain, TransactionSlots: see aggregate.Config.
+	ShutdownDrain    time.Duration
+	TransactionSlots int
+	Logger           *slog.Logger
+	ClientOpts       []kgo.Opt
 }
 
 // EnsureTopics creates every domain's topics when missing.
@@ -65,7 +66,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := EnsureTopics(ctx, cfg.Brokers, cfg.TopicPrefix, cfg.Partitions, cfg.ClientOpts...); err != nil {
 		return fmt.Errorf("aggregator: %w", err)
 	}
-	base := aggregate.Config{Brokers: cfg.Brokers, InstanceID: cfg.InstanceID, ShutdownDrain: cfg.ShutdownDrain, Logger: cfg.Logger, ClientOpts: cfg.ClientOpts}
+	base := aggregate.Config{Brokers: cfg.Brokers, InstanceID: cfg.InstanceID, ShutdownDrain: cfg.ShutdownDrain, TransactionSlots: cfg.TransactionSlots, Logger: cfg.Logger, ClientOpts: cfg.ClientOpts}
 	ordersCfg, catalogCfg := base, base
 	ordersCfg.Topics, ordersCfg.Group = topics.For(cfg.TopicPrefix, orders.Name), cfg.TopicPrefix+"orders-aggregator"
 	catalogCfg.Topics, catalogCfg.Group = topics.For(cfg.TopicPrefix, catalog.Name), cfg.TopicPrefix+"catalog-aggregator"

@@ -17,47 +17,24 @@
 package main
 
 import (
-	"os"
-
-	"github.com/twmb/franz-go/pkg/kgo"
+	"context"
+	"fmt"
 
 	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/services/aggregator/app"
 )
 
 func main() {
-	log := service.Logger("aggregator")
-	f := service.NewFlags("aggregator")
-	kafka := f.Kafka()
-	kafkaSecurity := f.KafkaSecurity(log)
-	instance := f.String("instance-id", "INSTANCE_ID", service.Hostname(), "this instance's stable name")
-	partitions := f.Int("partitions", "PARTITIONS", 6, "partitions of the topics created when missing (commands and snapshots must agree)")
-	slots := f.Int("transaction-slots", "TRANSACTION_SLOTS", 1, "transactions in flight at once across the owned partitions (-1: no bound); a partition waiting for a slot gathers more commands into its transaction")
-	metrics := f.Metrics()
-	f.ParseOrExit(os.Args[1:])
-	f.HealthcheckOrExit(metrics().Addr)
-	if *partitions < 1 || *partitions > 10_000 {
-		log.Error("partitions out of range", "partitions", *partitions, "want", "1..10000")
-		os.Exit(2)
-	}
-	brokers, prefix := kafka()
-	kafkaOpts, err := kafkaSecurity()
-	if err != nil {
-		log.Error("kafka security settings unusable", "err", err)
-		os.Exit(2)
-	}
-	ctx, cancel := service.SignalContext(log)
-	defer cancel()
-	defer service.Tracing(ctx, "answerback-aggregator", log)()
-	waitMetrics, err := service.ServeMetrics(ctx, metrics(), log)
-	if err != nil {
-		log.Error("metrics address unusable", "err", err)
-		os.Exit(2)
-	}
-	defer func() { cancel(); waitMetrics() }() // the server stops when ctx ends
-	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, InstanceID: *instance, Partitions: int32(*partitions), TransactionSlots: *slots, Logger: log, ClientOpts: append([]kgo.Opt{service.KafkaClientLogger("aggregator")}, kafkaOpts...)}); err != nil {
-		log.Error("aggregator failed", "err", err)
-		os.Exit(1)
-	}
-	log.Info("aggregator stopped")
+	service.Main(service.Binary{Name: "aggregator", Setup: func(s *service.Setup) service.Run {
+		instance := s.String("instance-id", "INSTANCE_ID", service.Hostname(), "this instance's stable name")
+		partitions := s.Int("partitions", "PARTITIONS", 6, "partitions of the topics created when missing (commands and snapshots must agree)")
+		slots := s.Int("transaction-slots", "TRANSACTION_SLOTS", 1, "transactions in flight at once across the owned partitions (-1: no bound); a partition waiting for a slot gathers more commands into its transaction")
+		return func(ctx context.Context, p service.Process) error {
+			if *partitions < 1 || *partitions > 10_000 {
+				return service.Usage(fmt.Errorf("partitions %d out of range 1..10000", *partitions))
+			}
+			return app.Run(ctx, app.Config{Brokers: p.Brokers, TopicPrefix: p.TopicPrefix, InstanceID: *instance, Partitions: int32(*partitions),
+				TransactionSlots: *slots, Logger: p.Log, ClientOpts: p.KafkaOpts})
+		}
+	}})
 }

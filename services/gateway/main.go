@@ -24,14 +24,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"log/slog"
-	"os"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/services/gateway/auth"
@@ -39,45 +36,23 @@ import (
 )
 
 func main() {
-	log := service.Logger("gateway")
-	f := service.NewFlags("gateway")
-	kafka := f.Kafka()
-	dsn := f.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
-	addr := f.String("http-addr", "HTTP_ADDR", ":8080", "HTTP listen address")
-	instance := f.String("instance-id", "INSTANCE_ID", service.Hostname()+"-"+randomSuffix(), "this instance's name (its reply topic is replies.<name>)")
-	wait := f.Duration("reply-wait", "REPLY_WAIT", 5*time.Second, "how long a request waits for its reply before answering 202")
-	rate := f.Int("rate-limit", "RATE_LIMIT", 2000, "most /v1 requests a second per tenant on this gateway; past it 429 (negative: no limit)")
-	metrics := f.Metrics()
-	authConfig := authFlags(f)
-	kafkaSecurity := f.KafkaSecurity(log)
-	f.ParseOrExit(os.Args[1:])
-	f.HealthcheckOrExit(*addr)
-	kafkaOpts, err := kafkaSecurity()
-	if err != nil {
-		log.Error("Kafka security misconfigured", "err", err)
-		os.Exit(2)
-	}
-	brokers, prefix := kafka()
-	ctx, cancel := service.SignalContext(log)
-	defer cancel()
-	defer service.Tracing(ctx, "answerback-gateway", log)()
-	waitMetrics, err := service.ServeMetrics(ctx, metrics(), log)
-	if err != nil {
-		log.Error("metrics address unusable", "err", err)
-		os.Exit(2)
-	}
-	defer func() { cancel(); waitMetrics() }() // the server stops when ctx ends
-	verifier, err := auth.New(ctx, authConfig())
-	if err != nil {
-		log.Error("authentication not configured: set AUTH_JWKS_FILE or AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE", "err", err)
-		os.Exit(2)
-	}
-	defer verifier.Close()
-	if err := run(ctx, brokers, *dsn, prefix, *addr, *instance, *wait, *rate, verifier, kafkaOpts, log); err != nil {
-		log.Error("gateway failed", "err", err)
-		os.Exit(1)
-	}
-	log.Info("gateway stopped")
+	service.Main(service.Binary{Name: "gateway", Setup: func(s *service.Setup) service.Run {
+		dsn := s.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
+		addr := s.String("http-addr", "HTTP_ADDR", ":8080", "HTTP listen address")
+		instance := s.String("instance-id", "INSTANCE_ID", service.Hostname()+"-"+randomSuffix(), "this instance's name (its reply topic is replies.<name>)")
+		wait := s.Duration("reply-wait", "REPLY_WAIT", 5*time.Second, "how long a request waits for its reply before answering 202")
+		rate := s.Int("rate-limit", "RATE_LIMIT", 2000, "most /v1 requests a second per tenant on this gateway; past it 429 (negative: no limit)")
+		authConfig := authFlags(s.Flags)
+		s.HealthAddr = addr // /healthz is served on the API's address
+		return func(ctx context.Context, p service.Process) error {
+			verifier, err := auth.New(ctx, authConfig())
+			if err != nil {
+				return service.Usage(fmt.Errorf("authentication not configured: set AUTH_JWKS_FILE or AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE: %w", err))
+			}
+			defer verifier.Close()
+			return run(ctx, p, *dsn, *addr, *instance, *wait, *rate, verifier)
+		}
+	}})
 }
 
 // authFlags defines the token verifier's settings; call the result after parsing.
@@ -94,10 +69,10 @@ func authFlags(f service.Flags) func() auth.Config {
 	}
 }
 
-func run(ctx context.Context, brokers []string, dsn, prefix, addr, instance string, wait time.Duration, rate int, verifier *auth.Verifier, kafkaOpts []kgo.Opt, log *slog.Logger) error {
+func run(ctx context.Context, p service.Process, dsn, addr, instance string, wait time.Duration, rate int, verifier *auth.Verifier) error {
 	poolCfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return err
+		return service.Usage(err)
 	}
 	if !strings.Contains(dsn, "pool_max_conns") {
 		// pgx defaults to max(4, CPUs) connections; every request reads the
@@ -114,9 +89,9 @@ func run(ctx context.Context, brokers []string, dsn, prefix, addr, instance stri
 	}
 	defer pool.Close()
 	gw, err := server.New(ctx, server.Config{
-		InstanceID: instance, Brokers: brokers, TopicPrefix: prefix, Pool: pool,
-		DefaultWait: wait, MaxWait: max(wait, 30*time.Second), RateLimit: rate, Auth: verifier, Logger: log,
-		ClientOpts: append([]kgo.Opt{service.KafkaClientLogger("gateway")}, kafkaOpts...),
+		InstanceID: instance, Brokers: p.Brokers, TopicPrefix: p.TopicPrefix, Pool: pool,
+		DefaultWait: wait, MaxWait: max(wait, 30*time.Second), RateLimit: rate, Auth: verifier, Logger: p.Log,
+		ClientOpts: p.KafkaOpts,
 	})
 	if err != nil {
 		return err

@@ -10,49 +10,24 @@
 package main
 
 import (
-	"os"
+	"context"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/services/projector/app"
 )
 
 func main() {
-	log := service.Logger("projector")
-	f := service.NewFlags("projector")
-	kafka := f.Kafka()
-	kafkaSecurity := f.KafkaSecurity(log)
-	dsn := f.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
-	metrics := f.Metrics()
-	f.ParseOrExit(os.Args[1:])
-	f.HealthcheckOrExit(metrics().Addr)
-	brokers, prefix := kafka()
-	kafkaOpts, err := kafkaSecurity()
-	if err != nil {
-		log.Error("kafka security settings unusable", "err", err)
-		os.Exit(2)
-	}
-	ctx, cancel := service.SignalContext(log)
-	defer cancel()
-	defer service.Tracing(ctx, "answerback-projector", log)()
-	waitMetrics, err := service.ServeMetrics(ctx, metrics(), log)
-	if err != nil {
-		log.Error("metrics address unusable", "err", err)
-		os.Exit(2)
-	}
-	defer func() { cancel(); waitMetrics() }() // the server stops when ctx ends
-	pool, err := pgxpool.New(ctx, *dsn)
-	if err != nil {
-		log.Error("bad DATABASE_URL", "err", err)
-		os.Exit(2)
-	}
-	defer pool.Close()
-	if err := app.Run(ctx, app.Config{Brokers: brokers, TopicPrefix: prefix, Pool: pool, Logger: log, ClientOpts: append([]kgo.Opt{service.KafkaClientLogger("projector")}, kafkaOpts...)}); err != nil {
-		log.Error("projector failed", "err", err)
-		os.Exit(1)
-	}
-	log.Info("projector stopped")
+	service.Main(service.Binary{Name: "projector", Setup: func(s *service.Setup) service.Run {
+		dsn := s.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
+		return func(ctx context.Context, p service.Process) error {
+			pool, err := pgxpool.New(ctx, *dsn)
+			if err != nil {
+				return service.Usage(err)
+			}
+			defer pool.Close()
+			return app.Run(ctx, app.Config{Brokers: p.Brokers, TopicPrefix: p.TopicPrefix, Pool: pool, Logger: p.Log, ClientOpts: p.KafkaOpts})
+		}
+	}})
 }

@@ -15,53 +15,25 @@
 package main
 
 import (
-	"os"
+	"context"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/services/salesdaily/app"
 )
 
 func main() {
-	log := service.Logger(app.Name)
-	f := service.NewFlags(app.Name)
-	kafka := f.Kafka()
-	kafkaSecurity := f.KafkaSecurity(log)
-	dsn := f.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
-	dlq := f.String("dlq-topic", "DLQ_TOPIC", "", "topic for records that are not valid events (empty: log and count only)")
-	metrics := f.Metrics()
-	f.ParseOrExit(os.Args[1:])
-	f.HealthcheckOrExit(metrics().Addr)
-	brokers, prefix := kafka()
-	kafkaOpts, err := kafkaSecurity()
-	if err != nil {
-		log.Error("kafka security settings unusable", "err", err)
-		os.Exit(2)
-	}
-	ctx, cancel := service.SignalContext(log)
-	defer cancel()
-	defer service.Tracing(ctx, "answerback-salesdaily", log)()
-	waitMetrics, err := service.ServeMetrics(ctx, metrics(), log)
-	if err != nil {
-		log.Error("metrics address unusable", "err", err)
-		os.Exit(2)
-	}
-	defer func() { cancel(); waitMetrics() }() // the server stops when ctx ends
-	pool, err := pgxpool.New(ctx, *dsn)
-	if err != nil {
-		log.Error("bad DATABASE_URL", "err", err)
-		os.Exit(2)
-	}
-	defer pool.Close()
-	err = app.Run(ctx, app.Config{
-		Brokers: brokers, TopicPrefix: prefix, Pool: pool, DLQTopic: *dlq, Logger: log,
-		ClientOpts: append([]kgo.Opt{service.KafkaClientLogger(app.Name)}, kafkaOpts...),
-	})
-	if err != nil {
-		log.Error("salesdaily failed", "err", err)
-		os.Exit(1)
-	}
-	log.Info("salesdaily stopped")
+	service.Main(service.Binary{Name: app.Name, Setup: func(s *service.Setup) service.Run {
+		dsn := s.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
+		dlq := s.String("dlq-topic", "DLQ_TOPIC", "", "topic for records that are not valid events (empty: log and count only)")
+		return func(ctx context.Context, p service.Process) error {
+			pool, err := pgxpool.New(ctx, *dsn)
+			if err != nil {
+				return service.Usage(err)
+			}
+			defer pool.Close()
+			return app.Run(ctx, app.Config{Brokers: p.Brokers, TopicPrefix: p.TopicPrefix, Pool: pool, DLQTopic: *dlq, Logger: p.Log, ClientOpts: p.KafkaOpts})
+		}
+	}})
 }

@@ -18,7 +18,6 @@ require (
 	github.com/answerback/answerback/libs/domain v0.0.0
 	github.com/answerback/answerback/libs/pipeline v0.0.0
 	github.com/answerback/answerback/libs/testenv v0.0.0
-	github.com/answerback/answerback/services/gateway v0.0.0
 	github.com/google/pprof v0.0.0-20261105003125-4bf881d7fb0b
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.12.0
@@ -30,12 +29,15 @@ require (
 	gonum.org/v1/plot v0.17.0
 )
 
+require github.com/answerback/answerback/libs/projector v0.0.0 // indirect
+
 require (
 	codeberg.org/go-fonts/liberation v0.5.0 // indirect
 	codeberg.org/go-latex/latex v0.2.0 // indirect
 	codeberg.org/go-pdf/fpdf v0.11.1 // indirect
 	git.sr.ht/~sbinet/gg v0.7.0 // indirect
 	github.com/ajstarks/svgo v0.0.0-20211024235047-1546f124cd8b // indirect
+	github.com/answerback/answerback/libs/auth v0.0.0
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -106,4 +108,4 @@ require (
 
 replace github.com/answerback/answerback/libs/testenv => ../libs/testenv
 
-replace github.com/answerback/answerback/services/gateway => ../services/gateway
+replace github.com/answerback/answerback/libs/auth => ../libs/auth

@@ -22,7 +22,6 @@ import (
 	"github.com/answerback/answerback/libs/projector"
 	"github.com/answerback/answerback/libs/testenv"
 	"github.com/answerback/answerback/services/abctl/cli"
-	projapp "github.com/answerback/answerback/services/projector/app"
 )
 
 // abctl runs the operations tool against the stack and decodes its --json
@@ -260,7 +259,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 		if err := projector.EnsureSchema(ctx, scratch.Pool); err != nil {
 			t.Fatal(err)
 		}
-		p := projapp.Projection(s.prefix)
+		p := view.Projection(s.prefix)
 		offsets, err := projector.StoredOffsets(ctx, s.pg.Pool, p.Name)
 		if err != nil {
 			t.Fatal(err)
@@ -388,7 +387,7 @@ func TestRebuildResumes(t *testing.T) {
 		ctx, interrupt := context.WithCancel(testenv.Context(t, time.Minute))
 		defer interrupt()
 		var first int64
-		_, err := projector.Rebuild(ctx, projapp.Projection(s.prefix), projector.RebuildConfig{
+		_, err := projector.Rebuild(ctx, view.Projection(s.prefix), projector.RebuildConfig{
 			Brokers: k.Seeds, Pool: s.pg.Pool, Migrate: view.Migrate, BatchSize: 10, SwapWithin: 1,
 			Progress: func(_, done int64) {
 				if first = done; done >= 10 {
@@ -433,7 +432,7 @@ func TestReplayAppliesEveryRange(t *testing.T) {
 		ctx := testenv.Context(t, 2*time.Minute)
 		prefix, ranges := produceOrderEvents(ctx, t, k, 300, 5)
 		pg := emptyView(ctx, t)
-		p := projapp.Projection(prefix)
+		p := view.Projection(prefix)
 		st, err := projector.Replay(ctx, p, projector.ReplayConfig{Brokers: k.Seeds, Pool: pg.Pool, Tracked: true, BatchSize: 40}, ranges)
 		if err != nil || st.Records != 1500 || st.Skipped != 0 {
 			t.Fatalf("replay: %+v, %v; want 1,500 records, none left out", st, err)

@@ -19,9 +19,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/answerback/answerback/deploy/local/kafkalocal"
-	"github.com/answerback/answerback/deploy/local/procs"
 	"github.com/answerback/answerback/libs/pipeline/dlq"
 	"github.com/answerback/answerback/libs/testenv"
+	"github.com/answerback/answerback/libs/testenv/ports"
 )
 
 // exampleKafka is the production example's Strimzi cluster, whose KafkaUsers
@@ -152,7 +152,7 @@ func TestExampleACLsSuffice(t *testing.T) {
 		cache = filepath.Join(os.TempDir(), "answerback-kafka-cache")
 	}
 	port := testenv.FreeKafkaPorts(t, 1)
-	saslPort, err := procs.FreePort()
+	saslPort, err := ports.Free()
 	if err != nil {
 		t.Fatal(err)
 	}

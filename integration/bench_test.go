@@ -19,7 +19,6 @@ import (
 	"github.com/answerback/answerback/libs/projector"
 	"github.com/answerback/answerback/libs/testenv"
 	aggapp "github.com/answerback/answerback/services/aggregator/app"
-	projapp "github.com/answerback/answerback/services/projector/app"
 )
 
 // BenchmarkRoundTrip measures the synchronous round trip one client sees —
@@ -83,7 +82,7 @@ func BenchmarkReplay(b *testing.B) {
 	ctx := testenv.Context(b, 10*time.Minute)
 	const orderCount, perOrder = 2000, 10
 	prefix, ranges := produceOrderEvents(ctx, b, k, orderCount, perOrder)
-	p := projapp.Projection(prefix)
+	p := view.Projection(prefix)
 	b.ResetTimer()
 	for range b.N {
 		b.StopTimer()

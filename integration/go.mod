@@ -16,6 +16,7 @@ require (
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
+	go.yaml.in/yaml/v3 v3.0.6
 )
 
 require (
@@ -79,7 +80,6 @@ require (
 	go.opentelemetry.io/proto/otlp v1.11.0 // indirect
 	go.uber.org/multierr v1.11.0 // indirect
 	go.uber.org/zap v1.27.0 // indirect
-	go.yaml.in/yaml/v3 v3.0.6 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
@@ -90,6 +90,7 @@ require (
 )
 
 require (
+	github.com/answerback/answerback/libs/auth v0.0.0
 	github.com/answerback/answerback/libs/domain v0.0.0
 	github.com/answerback/answerback/libs/pipeline v0.0.0
 	github.com/answerback/answerback/libs/projector v0.0.0
@@ -102,7 +103,7 @@ require (
 	github.com/jackc/puddle/v2 v2.2.2 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
 	github.com/pierrec/lz4/v4 v4.1.33 // indirect
-	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c // indirect
+	github.com/twmb/franz-go/pkg/kfake v0.0.0-20260918054303-01f206a7e32c
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
@@ -125,3 +126,5 @@ replace github.com/answerback/answerback/services/projector => ../services/proje
 replace github.com/answerback/answerback/services/gateway => ../services/gateway
 
 replace github.com/answerback/answerback/services/abctl => ../services/abctl
+
+replace github.com/answerback/answerback/libs/auth => ../libs/auth

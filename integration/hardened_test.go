@@ -18,7 +18,8 @@ import (
 	"github.com/answerback/answerback/deploy/local/procs"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 	"github.com/answerback/answerback/libs/testenv"
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/testenv/ports"
+	"github.com/answerback/answerback/libs/auth"
 )
 
 // hardenedUID is the user the services' images run as (distroless's nonroot).
@@ -135,7 +136,7 @@ func runHardened(t *testing.T, access brokerAccess) *testenv.Postgres {
 	}
 
 	prefix := access.prefix
-	ports, err := procs.FreePorts(5)
+	ports, err := ports.FreeN(5)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/answerback/answerback/libs/testenv"
 	aggapp "github.com/answerback/answerback/services/aggregator/app"
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/services/gateway/server"
 )
 

@@ -19,13 +19,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/answerback/answerback/libs/domain/database"
 	"github.com/answerback/answerback/libs/pipeline/aggregate"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 	"github.com/answerback/answerback/libs/projector"
 	"github.com/answerback/answerback/libs/testenv"
 	aggapp "github.com/answerback/answerback/services/aggregator/app"
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/services/gateway/server"
 	projapp "github.com/answerback/answerback/services/projector/app"
 )
@@ -71,7 +72,7 @@ type stackOptions struct {
 	// aggregatorOpts are added to the in-process aggregators' Kafka clients.
 	aggregatorOpts []kgo.Opt
 	// tenantWall runs the gateways on a PostgreSQL role of their own, behind
-	// the tenant wall (server.GrantGateway, server.TenantWall).
+	// the tenant wall (database.GrantGateway, server.TenantWall).
 	tenantWall bool
 }
 
@@ -123,7 +124,7 @@ func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
 }
 
 // walledPool creates a PostgreSQL role for the gateways, grants it what
-// they need (server.GrantGateway), and returns a pool connected as it with
+// they need (database.GrantGateway), and returns a pool connected as it with
 // the tenant wall; the role goes when the test ends.
 func (s *stack) walledPool(ctx context.Context) *pgxpool.Pool {
 	s.t.Helper()
@@ -136,7 +137,7 @@ func (s *stack) walledPool(ctx context.Context) *pgxpool.Pool {
 		_, _ = s.pg.Pool.Exec(ctx, "DROP OWNED BY "+role) // its grants in the test's database
 		_, _ = s.pg.Pool.Exec(ctx, "DROP ROLE "+role)
 	})
-	if err := server.GrantGateway(ctx, s.pg.Pool, role); err != nil {
+	if err := database.GrantGateway(ctx, s.pg.Pool, role); err != nil {
 		s.t.Fatal(err)
 	}
 	dsn, err := url.Parse(s.pg.DSN)

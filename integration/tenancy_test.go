@@ -16,9 +16,8 @@ import (
 	"github.com/answerback/answerback/libs/domain/view"
 	"github.com/answerback/answerback/libs/projector"
 	"github.com/answerback/answerback/libs/testenv"
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/services/gateway/server"
-	projapp "github.com/answerback/answerback/services/projector/app"
 )
 
 // TestTenantsKeptApart runs two tenants on one stack. Another tenant's order
@@ -243,7 +242,7 @@ func TestTenantWall(t *testing.T) {
 
 	// A rebuild swaps in new tables: they keep the gateways' grants and the
 	// wall, and the gateways go on.
-	if _, err := projector.Rebuild(ctx, projapp.Projection(s.prefix), projector.RebuildConfig{
+	if _, err := projector.Rebuild(ctx, view.Projection(s.prefix), projector.RebuildConfig{
 		Brokers: s.k.Seeds, Pool: s.pg.Pool, Migrate: view.Migrate, SwapWithin: 1,
 	}); err != nil {
 		t.Fatalf("rebuild: %v", err)

@@ -4,10 +4,6 @@ go 1.26.0
 
 replace github.com/answerback/answerback/libs/pipeline => ../../libs/pipeline
 
-replace github.com/answerback/answerback/deploy/local => ../local
-
-replace github.com/answerback/answerback/libs/testenv => ../../libs/testenv
-
 require (
 	github.com/answerback/answerback/libs/pipeline v0.0.0-00010101000000-000000000000
 	github.com/compose-spec/compose-go/v2 v2.16.2

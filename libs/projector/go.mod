@@ -15,7 +15,6 @@ require (
 )
 
 require (
-	github.com/answerback/answerback/deploy/local v0.0.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -54,5 +53,3 @@ require (
 replace github.com/answerback/answerback/libs/pipeline => ../pipeline
 
 replace github.com/answerback/answerback/libs/testenv => ../testenv
-
-replace github.com/answerback/answerback/deploy/local => ../../deploy/local

@@ -3,13 +3,13 @@ package testenv
 import (
 	"testing"
 
-	"github.com/answerback/answerback/deploy/local/procs"
+	"github.com/answerback/answerback/libs/testenv/ports"
 )
 
 // FreePort returns a loopback port nobody listens on now.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	p, err := procs.FreePort()
+	p, err := ports.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -17,10 +17,10 @@ func FreePort(t testing.TB) int {
 }
 
 // FreeKafkaPorts returns a base port for an n-node local Kafka cluster whose
-// client and controller ports are all free (see procs.FreeKafkaPorts).
+// client and controller ports are all free (see ports.FreeKafka).
 func FreeKafkaPorts(t testing.TB, n int) int {
 	t.Helper()
-	p, err := procs.FreeKafkaPorts(n)
+	p, err := ports.FreeKafka(n)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,22 +10,11 @@ replace github.com/answerback/answerback/libs/projector => ../../libs/projector
 
 replace github.com/answerback/answerback/libs/testenv => ../../libs/testenv
 
-replace github.com/answerback/answerback/deploy/local => ../../deploy/local
-
-replace github.com/answerback/answerback/services/aggregator => ../aggregator
-
-replace github.com/answerback/answerback/services/projector => ../projector
-
-replace github.com/answerback/answerback/services/gateway => ../gateway
-
 require (
 	github.com/answerback/answerback/libs/domain v0.0.0
 	github.com/answerback/answerback/libs/pipeline v0.0.0
 	github.com/answerback/answerback/libs/projector v0.0.0
 	github.com/answerback/answerback/libs/testenv v0.0.0
-	github.com/answerback/answerback/services/aggregator v0.0.0
-	github.com/answerback/answerback/services/gateway v0.0.0
-	github.com/answerback/answerback/services/projector v0.0.0-00010101000000-000000000000
 	github.com/jackc/pgx/v5 v5.9.2
 	github.com/spf13/cobra v1.10.2
 	github.com/twmb/franz-go v1.22.3
@@ -36,14 +25,12 @@ require (
 require (
 	github.com/VividCortex/ewma v1.2.0 // indirect
 	github.com/acarl005/stripansi v0.0.0-20180116102854-5a71ef0e047d // indirect
-	github.com/answerback/answerback/deploy/local v0.0.0 // indirect
+	github.com/answerback/answerback/libs/auth v0.0.0
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/clipperhouse/uax29/v2 v2.7.0 // indirect
 	github.com/decred/dcrd/dcrec/secp256k1/v4 v4.4.1 // indirect
-	github.com/go-chi/chi/v5 v5.5.0 // indirect
-	github.com/go-chi/httprate v0.16.1 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/goccy/go-json v0.11.2 // indirect
@@ -54,7 +41,6 @@ require (
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
 	github.com/jackc/puddle/v2 v2.2.2 // indirect
 	github.com/klauspost/compress v1.20.3 // indirect
-	github.com/klauspost/cpuid/v2 v2.2.10 // indirect
 	github.com/lestrrat-go/blackmagic v1.0.4 // indirect
 	github.com/lestrrat-go/dsig v1.4.0 // indirect
 	github.com/lestrrat-go/dsig-secp256k1 v1.0.0 // indirect
@@ -76,7 +62,6 @@ require (
 	github.com/twmb/franz-go/plugin/kslog v1.0.0 // indirect
 	github.com/valyala/fastjson v1.6.10 // indirect
 	github.com/vbauerster/cupwriter v0.0.5 // indirect
-	github.com/zeebo/xxh3 v1.0.2 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
 	go.opentelemetry.io/otel/exporters/otlp/otlptrace v1.47.0 // indirect
@@ -95,3 +80,5 @@ require (
 	google.golang.org/grpc v1.83.2 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/answerback/answerback/libs/auth => ../../libs/auth

@@ -47,5 +47,3 @@ require (
 replace github.com/answerback/answerback/libs/pipeline => ../../libs/pipeline
 
 replace github.com/answerback/answerback/libs/domain => ../../libs/domain
-
-replace github.com/answerback/answerback/libs/testenv => ../../libs/testenv

@@ -65,6 +65,7 @@ require (
 )
 
 require (
+	github.com/answerback/answerback/libs/auth v0.0.0
 	github.com/answerback/answerback/libs/domain v0.0.0 // indirect
 	github.com/answerback/answerback/libs/pipeline v0.0.0
 	github.com/answerback/answerback/libs/projector v0.0.0 // indirect
@@ -96,3 +97,5 @@ replace github.com/answerback/answerback/libs/testenv => ../../libs/testenv
 replace github.com/answerback/answerback/services/salesdaily => ../salesdaily
 
 replace github.com/answerback/answerback/libs/consumer => ../../libs/consumer
+
+replace github.com/answerback/answerback/libs/auth => ../../libs/auth

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/answerback/answerback/libs/testenv"
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 )
 
 // TestDevstackServesTheRoundTrip starts what `make run` starts — embedded

@@ -19,7 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	aggapp "github.com/answerback/answerback/services/aggregator/app"
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/services/gateway/server"
 	projapp "github.com/answerback/answerback/services/projector/app"
 	salesapp "github.com/answerback/answerback/services/salesdaily/app"

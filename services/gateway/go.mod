@@ -11,7 +11,6 @@ require (
 	github.com/go-chi/httprate v0.16.1
 	github.com/google/uuid v1.6.0
 	github.com/jackc/pgx/v5 v5.9.2
-	github.com/lestrrat-go/httprc/v3 v3.0.6
 	github.com/lestrrat-go/jwx/v3 v3.4.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/twmb/franz-go v1.22.3
@@ -22,8 +21,10 @@ require (
 	golang.org/x/net v0.62.0
 )
 
+require github.com/lestrrat-go/httprc/v3 v3.0.6 // indirect
+
 require (
-	github.com/answerback/answerback/deploy/local v0.0.0 // indirect
+	github.com/answerback/answerback/libs/auth v0.0.0
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
@@ -77,4 +78,4 @@ replace github.com/answerback/answerback/libs/projector => ../../libs/projector
 
 replace github.com/answerback/answerback/libs/testenv => ../../libs/testenv
 
-replace github.com/answerback/answerback/deploy/local => ../../deploy/local
+replace github.com/answerback/answerback/libs/auth => ../../libs/auth

@@ -31,7 +31,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/answerback/answerback/libs/pipeline/service"
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/services/gateway/server"
 )
 
@@ -81,7 +81,7 @@ func run(ctx context.Context, p service.Process, dsn, addr, instance string, wai
 	}
 	// Each connection names its request's tenant: on a role of the
 	// gateway's own, PostgreSQL's row-level security then shows it that
-	// tenant's rows only (server.GrantGateway).
+	// tenant's rows only (database.GrantGateway).
 	server.TenantWall(poolCfg)
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/answerback/answerback/deploy/local/procs"
 	"github.com/answerback/answerback/libs/pipeline/topics"
+	"github.com/answerback/answerback/libs/testenv/ports"
 )
 
 // layout is how one Answerback deployment is laid out on the run's broker
@@ -45,7 +46,7 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 	newProc := func(name string, env ...string) *procs.Proc {
 		svc, _, _ := strings.Cut(name, "-")
 		p := &procs.Proc{Name: name, Bin: filepath.Join(bin, svc), Env: append(append([]string{}, common...), env...), Log: filepath.Join(e.dir, l.database+"-"+name+".log"), RestartOnFailure: true}
-		if port, err := procs.FreePort(); err == nil { // its profiles, for the report's profile step
+		if port, err := ports.Free(); err == nil { // its profiles, for the report's profile step
 			pprofAddrs[name] = fmt.Sprintf("127.0.0.1:%d", port)
 			p.Env = append(p.Env, "METRICS_ADDR="+pprofAddrs[name], "PPROF=true")
 		}
@@ -69,7 +70,7 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 		newProc(fmt.Sprintf("aggregator-%d", i), fmt.Sprintf("INSTANCE_ID=bench-agg%d", i))
 	}
 	for i := 1; i <= 2; i++ {
-		port, err := procs.FreePort()
+		port, err := ports.Free()
 		if err != nil {
 			return nil, err
 		}

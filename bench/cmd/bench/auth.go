@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 )
 
 // Every /v1 route of an Answerback gateway wants a bearer token. The bench

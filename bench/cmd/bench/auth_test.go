@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 )
 
 // The environment the bench gives its gateway processes verifies the

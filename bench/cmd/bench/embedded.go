@@ -14,6 +14,7 @@ import (
 
 	"github.com/answerback/answerback/deploy/local/procs"
 	"github.com/answerback/answerback/libs/pipeline/topics"
+	"github.com/answerback/answerback/libs/testenv/ports"
 )
 
 // startEmbedded runs the embedded default — `make run`'s devstack: kfake, the
@@ -32,7 +33,7 @@ func startEmbedded(ctx context.Context, e *env, cfg config, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	ports, err := procs.FreePorts(5)
+	ports, err := ports.FreeN(5)
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/answerback/answerback/deploy/local/kafkalocal"
 	"github.com/answerback/answerback/deploy/local/pglocal"
-	"github.com/answerback/answerback/deploy/local/procs"
+	"github.com/answerback/answerback/libs/testenv/ports"
 )
 
 // env is the infrastructure every system of the run shares. In a system's
@@ -45,11 +45,11 @@ func startInfra(ctx context.Context, cfg config, log *slog.Logger) (*env, error)
 	if cache == "" {
 		cache = filepath.Join(cfg.root, ".cache", "kafka")
 	}
-	port, err := procs.FreeKafkaPorts(1)
+	port, err := ports.FreeKafka(1)
 	if err != nil {
 		return nil, err
 	}
-	jmxPort, err := procs.FreePort()
+	jmxPort, err := ports.Free()
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +61,7 @@ func startInfra(ctx context.Context, cfg config, log *slog.Logger) (*env, error)
 		return nil, err
 	}
 	e.brokers, e.kafkaVersion = e.broker.Seeds(), e.broker.Version()
-	pgPort, err := procs.FreePort()
+	pgPort, err := ports.Free()
 	if err != nil {
 		e.stop()
 		return nil, err

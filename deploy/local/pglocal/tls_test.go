@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/answerback/answerback/deploy/local/procs"
+	"github.com/answerback/answerback/libs/testenv/ports"
 )
 
 // needServer returns the server binaries' folder; without them the test is
@@ -74,7 +74,7 @@ func TestStartTLS(t *testing.T) {
 	needServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	port, err := procs.FreePort()
+	port, err := ports.Free()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestStartTLSOnPlainCluster(t *testing.T) {
 	needServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	port, err := procs.FreePort()
+	port, err := ports.Free()
 	if err != nil {
 		t.Fatal(err)
 	}

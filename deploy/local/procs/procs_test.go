@@ -1,7 +1,6 @@
 package procs
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -144,25 +143,5 @@ func TestChildrenAndCmdline(t *testing.T) {
 	}
 	if _, err := UsageOf(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestFreePorts: the ports are distinct and free.
-func TestFreePorts(t *testing.T) {
-	ports, err := FreePorts(20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[int]bool{}
-	for _, p := range ports {
-		if seen[p] {
-			t.Fatalf("port %d returned twice: %v", p, ports)
-		}
-		seen[p] = true
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			t.Fatalf("port %d not free: %v", p, err)
-		}
-		l.Close()
 	}
 }

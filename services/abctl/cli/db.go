@@ -1,9 +1,8 @@
 package cli
 
 import (
+	"github.com/answerback/answerback/libs/domain/database"
 	"github.com/spf13/cobra"
-
-	"github.com/answerback/answerback/services/gateway/server"
 )
 
 func init() { register(newDBCmd) }
@@ -35,7 +34,7 @@ rebuild keeps the grants.`,
 			if err != nil {
 				return err
 			}
-			if err := server.GrantGateway(cmd.Context(), pool, role); err != nil {
+			if err := database.GrantGateway(cmd.Context(), pool, role); err != nil {
 				return err
 			}
 			return a.Print(map[string]any{"role": role, "granted": true}, func(t *Table) {

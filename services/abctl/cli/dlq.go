@@ -20,10 +20,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	refdomain "github.com/answerback/answerback/libs/domain"
 	"github.com/answerback/answerback/libs/pipeline/dlq"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/pipeline/topics"
-	aggapp "github.com/answerback/answerback/services/aggregator/app"
 )
 
 func init() { register(newDLQCmd) }
@@ -88,7 +88,7 @@ redrive. --limit N prints the first N; "total" counts them all.`,
 			})
 		},
 	}
-	cmd.Flags().StringVar(&domain, "domain", "", "the domain whose dead letters to list ("+strings.Join(aggapp.Domains, ", ")+"); default all")
+	cmd.Flags().StringVar(&domain, "domain", "", "the domain whose dead letters to list ("+strings.Join(refdomain.Names, ", ")+"); default all")
 	cmd.Flags().IntVar(&limit, "limit", 0, "print at most N dead letters (0: all)")
 	return cmd
 }
@@ -488,7 +488,7 @@ other answer, or no input, deletes nothing and exits 4.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&domain, "domain", "", "with --all: the domain whose dead letters to purge ("+strings.Join(aggapp.Domains, ", ")+"); default all")
+	f.StringVar(&domain, "domain", "", "with --all: the domain whose dead letters to purge ("+strings.Join(refdomain.Names, ", ")+"); default all")
 	f.BoolVar(&all, "all", false, "delete every record up to the end of the topics at the call")
 	f.StringArrayVar(&before, "before", nil, "delete the records of TOPIC/PARTITION below OFFSET, given as TOPIC/PARTITION/OFFSET (repeatable)")
 	f.BoolVar(&yes, "yes", false, "do not ask for confirmation")
@@ -581,7 +581,7 @@ type dlqPartition struct {
 // dlqTopics returns the dead-letter topics of domain ("": of every domain)
 // that exist, with their partitions. When none exists, it is not found.
 func dlqTopics(ctx context.Context, a *App, domain string) (map[string][]int32, error) {
-	domains := aggapp.Domains
+	domains := refdomain.Names
 	if domain != "" {
 		if !slices.Contains(domains, domain) {
 			return nil, usageErrorf("--domain %q: want one of %s", domain, strings.Join(domains, ", "))

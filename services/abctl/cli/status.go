@@ -14,10 +14,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/answerback/answerback/libs/domain"
 	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 	"github.com/answerback/answerback/libs/projector"
-	aggapp "github.com/answerback/answerback/services/aggregator/app"
 )
 
 func init() { register(newStatusCmd) }
@@ -129,7 +129,7 @@ With --max-lag N it exits 5 when any lag is over N (for scripts and probes).`,
 
 func aggregatorStatus(ctx context.Context, adm *kadm.Client, prefix string) ([]groupStatus, error) {
 	var groups []string
-	for _, d := range aggapp.Domains {
+	for _, d := range domain.Names {
 		groups = append(groups, prefix+d+"-aggregator")
 	}
 	lags, err := adm.Lag(ctx, groups...)
@@ -235,7 +235,7 @@ func dlqStatusOf(ctx context.Context, a *App) ([]dlqStatus, error) {
 		return nil, err
 	}
 	var out []dlqStatus
-	for _, d := range aggapp.Domains {
+	for _, d := range domain.Names {
 		name := topics.For(a.Prefix, d).DLQ
 		if _, ok := parts[name]; !ok {
 			continue

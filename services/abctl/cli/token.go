@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/answerback/answerback/libs/pipeline/service"
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 )
 
 func init() { register(newTokenCmd); register(newDevKeyCmd) }

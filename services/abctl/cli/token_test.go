@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 )
 
 // abctl token mints development tokens that make run's gateways accept, and

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/answerback/answerback/libs/domain"
 	"github.com/answerback/answerback/libs/pipeline/topics"
-	aggapp "github.com/answerback/answerback/services/aggregator/app"
 )
 
 func init() { register(newTopicsCmd) }
@@ -39,7 +39,7 @@ are an error.`,
 			}
 			var all []topics.State
 			var ensureErr error
-			for _, d := range aggapp.Domains {
+			for _, d := range domain.Names {
 				states, err := topics.Ensure(cmd.Context(), adm, topics.For(a.Prefix, d), partitions, replication)
 				all = append(all, states...)
 				if err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/answerback/answerback/libs/domain/view"
 	"github.com/answerback/answerback/libs/projector"
-	projapp "github.com/answerback/answerback/services/projector/app"
 )
 
 // viewDef is a read model abctl replays and rebuilds: its projection, and
@@ -23,7 +22,7 @@ type viewDef struct {
 
 // views are the deployment's read models by name (the projection's name).
 func (a *App) views() map[string]viewDef {
-	p := projapp.Projection(a.Prefix)
+	p := view.Projection(a.Prefix)
 	return map[string]viewDef{p.Name: {projection: p, migrate: view.Migrate}}
 }
 

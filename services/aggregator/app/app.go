@@ -13,14 +13,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/answerback/answerback/libs/domain"
 	"github.com/answerback/answerback/libs/domain/catalog"
 	"github.com/answerback/answerback/libs/domain/orders"
 	"github.com/answerback/answerback/libs/pipeline/aggregate"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 )
 
-// Domains are the reference domain's aggregate types.
-var Domains = []string{orders.Name, catalog.Name}
 
 // Config configures the aggregator.
 type Config struct {
@@ -48,7 +47,7 @@ func EnsureTopics(ctx context.Context, brokers []string, prefix string, partitio
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	for _, d := range Domains {
+	for _, d := range domain.Names {
 		if _, err := topics.Ensure(ctx, adm, topics.For(prefix, d), partitions, -1); err != nil {
 			return err
 		}

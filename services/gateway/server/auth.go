@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/answerback/answerback/libs/pipeline/envelope"
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 )
 
 type principalKey struct{}

@@ -19,7 +19,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 )
 
 // testAuth is a development key and its verifier, for gateways in tests.

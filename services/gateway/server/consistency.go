@@ -13,45 +13,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 )
 
-// gatewaySchema is the gateway's own state, shared by every instance:
-// idempotency keys (kept at least 24 h) and commands answered 202, so that
-// any instance can tell "pending" from "unknown".
-const gatewaySchema = `
-CREATE TABLE IF NOT EXISTS idempotency_keys (
-	tenant       text        NOT NULL,
-	key          text        NOT NULL,
-	fingerprint  text        NOT NULL,
-	command_id   text        NOT NULL,
-	aggregate_id text        NOT NULL,
-	created_at   timestamptz NOT NULL DEFAULT now(),
-	PRIMARY KEY (tenant, key)
-);
-CREATE TABLE IF NOT EXISTS pending_commands (
-	command_id   text        PRIMARY KEY,
-	aggregate_id text        NOT NULL,
-	tenant       text        NOT NULL,
-	created_at   timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS idempotency_keys_created_at ON idempotency_keys (created_at);
-CREATE INDEX IF NOT EXISTS pending_commands_created_at ON pending_commands (created_at);`
-
 // keyRetention is how long idempotency keys and pending marks are kept.
 const keyRetention = 48 * time.Hour
-
-func ensureGatewaySchema(ctx context.Context, pool *pgxpool.Pool) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(7243002)`); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, gatewaySchema)
-		return err
-	})
-}
 
 // pruneKeys forgets idempotency keys and pending marks past their retention.
 func (g *Gateway) pruneKeys(ctx context.Context) {

@@ -28,7 +28,7 @@ import (
 	"github.com/answerback/answerback/libs/pipeline/commands"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/projector"
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 )
 
 // maxBody bounds request bodies; larger ones are answered 413.

@@ -18,13 +18,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/answerback/answerback/libs/domain/database"
 	"github.com/answerback/answerback/libs/domain/view"
 	"github.com/answerback/answerback/libs/pipeline/commands"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/pipeline/registry"
 	"github.com/answerback/answerback/libs/pipeline/replies"
 	"github.com/answerback/answerback/libs/pipeline/topics"
-	"github.com/answerback/answerback/services/gateway/auth"
+	"github.com/answerback/answerback/libs/auth"
 )
 
 // Config configures a Gateway.
@@ -152,13 +153,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	// The gateway reads the view and the recorded outcomes: make sure their
 	// schema exists even when it starts before any projector — unless it
 	// runs on a role of its own behind the tenant wall, which leaves the
-	// schema to its owner (GrantGateway).
-	owns, err := ownsSchema(ctx, cfg.Pool)
+	// schema to its owner (database.GrantGateway).
+	owns, err := database.OwnsSchema(ctx, cfg.Pool)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: database: %w", err)
 	}
 	if owns {
-		if err := migrateAll(ctx, cfg.Pool); err != nil {
+		if err := database.MigrateAll(ctx, cfg.Pool); err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}

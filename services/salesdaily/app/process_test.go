@@ -125,7 +125,7 @@ func TestKilledProcessRestarts(t *testing.T) {
 		if err := p.cmd.Wait(); err != nil {
 			t.Errorf("after SIGTERM: %v", err)
 		}
-		if !strings.Contains(p.log.String(), "salesdaily stopped") {
+		if !strings.Contains(p.log.String(), app.Name+" stopped") {
 			t.Errorf("no clean stop in the log")
 		}
 	})

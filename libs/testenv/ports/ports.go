@@ -1,4 +1,7 @@
-package procs
+// Package ports finds loopback ports free now: for local services, brokers
+// and tests. (A port found free may be taken before it is used; callers that
+// can retry on a bind error do.)
+package ports
 
 import (
 	"errors"
@@ -7,8 +10,8 @@ import (
 	"net"
 )
 
-// FreePort returns a loopback port nobody listens on now.
-func FreePort() (int, error) {
+// Free returns a loopback port nobody listens on now.
+func Free() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -17,9 +20,9 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// FreePorts returns n distinct loopback ports nobody listens on now (each
+// FreeN returns n distinct loopback ports nobody listens on now (each
 // held until all are found, so that none is returned twice).
-func FreePorts(n int) ([]int, error) {
+func FreeN(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -32,10 +35,10 @@ func FreePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// FreeKafkaPorts returns a base port p such that p..p+n-1 (the client ports
+// FreeKafka returns a base port p such that p..p+n-1 (the client ports
 // of an n-node local Kafka cluster) and p+100..p+100+n-1 (its controller
 // ports) are all free now — the layout kafkalocal.Options.Port expects.
-func FreeKafkaPorts(n int) (int, error) {
+func FreeKafka(n int) (int, error) {
 	for range 100 {
 		base := 20000 + rand.IntN(40000)
 		if allFree(base, n) && allFree(base+100, n) {

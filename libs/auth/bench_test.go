@@ -10,7 +10,7 @@ import (
 // BenchmarkVerify: what authentication adds to a /v1 request, per
 // algorithm: a token's first request ("first": the signature verified) and
 // its next ones ("again": answered from the cache) (go test -bench Verify
-// ./services/gateway/auth).
+// ./libs/auth).
 func BenchmarkVerify(b *testing.B) {
 	is := newIssuer(b)
 	is.addKey("rsa", "rsa")

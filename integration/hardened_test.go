@@ -16,10 +16,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/answerback/answerback/deploy/local/procs"
+	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 	"github.com/answerback/answerback/libs/testenv"
 	"github.com/answerback/answerback/libs/testenv/ports"
-	"github.com/answerback/answerback/libs/auth"
 )
 
 // hardenedUID is the user the services' images run as (distroless's nonroot).

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/libs/testenv"
 	aggapp "github.com/answerback/answerback/services/aggregator/app"
-	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/services/gateway/server"
 )
 

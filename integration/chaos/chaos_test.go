@@ -43,9 +43,9 @@ import (
 
 	"github.com/answerback/answerback/deploy/local/kafkalocal"
 	"github.com/answerback/answerback/deploy/local/pglocal"
+	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/libs/pipeline/aggregate"
 	"github.com/answerback/answerback/libs/testenv"
-	"github.com/answerback/answerback/libs/auth"
 )
 
 // recoveryBound is how long the system may take, after a fault ends, to

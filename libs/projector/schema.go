@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/requestreply"
 )
 
 // schema is the runtime's own state: stored offsets per projection and
@@ -85,8 +86,9 @@ func EnsureSchema(ctx context.Context, db interface {
 	return tx.Commit(ctx)
 }
 
-// ErrNoOutcome reports a command with no recorded outcome (yet).
-var ErrNoOutcome = errors.New("no outcome recorded for this command")
+// ErrNoOutcome reports a command with no recorded outcome (yet): the same
+// error as requestreply's, so that either test holds.
+var ErrNoOutcome = requestreply.ErrNoOutcome
 
 // Outcome is what the view recorded for a command.
 type Outcome struct {
@@ -116,4 +118,19 @@ func LookupOutcome(ctx context.Context, q interface {
 	}
 	o.Outcome = envelope.Outcome(outcome)
 	return o, nil
+}
+
+// OutcomeStore reads the recorded outcomes from DB (a pool, a connection or
+// a transaction): requestreply.Client's fallback when a reply is lost.
+type OutcomeStore struct {
+	DB interface {
+		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	}
+}
+
+// Outcome returns tenant's command's outcome, or ErrNoOutcome.
+func (s OutcomeStore) Outcome(ctx context.Context, tenant, commandID string) (requestreply.Outcome, error) {
+	o, err := LookupOutcome(ctx, s.DB, tenant, commandID)
+	return requestreply.Outcome{CommandID: o.CommandID, AggregateID: o.AggregateID, Outcome: o.Outcome, Version: o.Version,
+		Reply: o.Reply, DecidedAt: o.AppliedAt}, err
 }

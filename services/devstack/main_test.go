@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/answerback/answerback/libs/testenv"
 	"github.com/answerback/answerback/libs/auth"
+	"github.com/answerback/answerback/libs/testenv"
 )
 
 // TestDevstackServesTheRoundTrip starts what `make run` starts — embedded

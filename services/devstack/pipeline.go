@@ -18,8 +18,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	aggapp "github.com/answerback/answerback/services/aggregator/app"
 	"github.com/answerback/answerback/libs/auth"
+	aggapp "github.com/answerback/answerback/services/aggregator/app"
 	"github.com/answerback/answerback/services/gateway/server"
 	projapp "github.com/answerback/answerback/services/projector/app"
 	salesapp "github.com/answerback/answerback/services/salesdaily/app"

@@ -30,8 +30,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/libs/auth"
+	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/services/gateway/server"
 )
 

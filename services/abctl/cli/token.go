@@ -10,8 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/libs/auth"
+	"github.com/answerback/answerback/libs/pipeline/service"
 )
 
 func init() { register(newTokenCmd); register(newDevKeyCmd) }

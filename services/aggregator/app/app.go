@@ -20,7 +20,6 @@ import (
 	"github.com/answerback/answerback/libs/pipeline/topics"
 )
 
-
 // Config configures the aggregator.
 type Config struct {
 	Brokers     []string

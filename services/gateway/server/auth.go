@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/auth"
+	"github.com/answerback/answerback/libs/pipeline/envelope"
 )
 
 type principalKey struct{}

@@ -21,14 +21,13 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/libs/domain/catalog"
 	"github.com/answerback/answerback/libs/domain/orders"
 	"github.com/answerback/answerback/libs/domain/problems"
 	"github.com/answerback/answerback/libs/domain/view"
-	"github.com/answerback/answerback/libs/pipeline/commands"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
-	"github.com/answerback/answerback/libs/projector"
-	"github.com/answerback/answerback/libs/auth"
+	"github.com/answerback/answerback/libs/pipeline/requestreply"
 )
 
 // maxBody bounds request bodies; larger ones are answered 413.
@@ -119,7 +118,7 @@ func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, &envelope.Problem{Type: "not-ready", Title: "database unavailable", Status: http.StatusServiceUnavailable})
 		return
 	}
-	if err := g.cl.Ping(ctx); err != nil {
+	if err := g.rr.Kafka().Ping(ctx); err != nil {
 		writeProblem(w, &envelope.Problem{Type: "not-ready", Title: "Kafka unavailable", Status: http.StatusServiceUnavailable})
 		return
 	}
@@ -138,7 +137,7 @@ func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
 // `abctl topics ensure` creates them, maybe after the gateway started).
 func (g *Gateway) commandTopicsExist(ctx context.Context) error {
 	want := []string{g.orders.Commands, g.catalog.Commands}
-	meta, err := kadm.NewClient(g.cl).Metadata(ctx, want...)
+	meta, err := kadm.NewClient(g.rr.Kafka()).Metadata(ctx, want...)
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)
 	}
@@ -337,14 +336,14 @@ func (g *Gateway) addItem(w http.ResponseWriter, r *http.Request) {
 // when it had it before (knownSKUs), else from PostgreSQL.
 func (g *Gateway) catalogHas(ctx context.Context, tenant, sku string) (bool, error) {
 	key := tenant + "/" + sku
-	if g.knownSKUs.has(key) {
+	if g.knownSKUs.Has(key) {
 		return true, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.ProduceTimeout)
 	defer cancel()
 	exists, err := view.CatalogItemExists(ctx, g.cfg.Pool, tenant, sku)
 	if exists {
-		g.knownSKUs.add(key, time.Now())
+		g.knownSKUs.Add(key, time.Now())
 	}
 	return exists, err
 }
@@ -407,8 +406,6 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 		Meta: envelope.Meta{
 			CommandID:       uuid.NewString(),
 			AggregateID:     aggregateID,
-			ReplyTo:         g.router.Topic(),
-			Deadline:        time.Now().Add(prefs.wait),
 			Tenant:          tenant,
 			IdempotencyKey:  r.Header.Get("Idempotency-Key"),
 			ExpectedVersion: expected,
@@ -418,11 +415,12 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 	}
 	// Recording the key and producing share one budget, so that no request
 	// outlives ProduceTimeout + its wait + one lookup.
-	produceCtx, cancelProduce := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
-	defer cancelProduce()
+	produceBy := time.Now().Add(g.cfg.ProduceTimeout)
 	if key := cmd.IdempotencyKey; key != "" { // well-formed: requireWellFormedKey checked it
+		reserveCtx, cancel := context.WithDeadline(r.Context(), produceBy)
 		print := fingerprint(r.Method, r.URL.Path, r.Header.Get("If-Match"), aggregateID, data)
-		first, err := g.reserveKey(produceCtx, tenant, key, print, cmd.CommandID, aggregateID)
+		first, err := g.reserveKey(reserveCtx, tenant, key, print, cmd.CommandID, aggregateID)
+		cancel()
 		switch {
 		case errors.Is(err, errKeyReused):
 			writeProblem(w, &envelope.Problem{Type: "idempotency-key-reused", Title: "this Idempotency-Key was used for another request",
@@ -438,79 +436,33 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 		// aggregate answers "duplicate" and emits nothing.
 		cmd.CommandID = first
 	}
-	waiter := g.router.Register(cmd.CommandID)
-	defer waiter.Done()
-
-	endSend := traceSend(r.Context(), topic, &cmd) // tracing.go: sets cmd.TraceParent
-	err = g.producer.Send(produceCtx, topic, cmd)
-	endSend(err)
-	cancelProduce()
-	if err != nil {
-		if errors.Is(err, commands.ErrUnavailable) {
-			countCommand(commandUnavailable)
-			g.log.Warn("command not acknowledged", append(cmd.LogAttrs(), "err", err)...)
-			w.Header().Set("Retry-After", "1")
-			writeProblem(w, &envelope.Problem{Type: "unavailable", Title: "Kafka did not acknowledge the command in time; retry shortly",
-				Status: http.StatusServiceUnavailable, CommandID: cmd.CommandID,
-				Detail: "the command may still be applied: retry with the same Idempotency-Key to be sure it is applied once"})
-			return
+	wait := prefs.wait
+	if prefs.async {
+		wait = 0 // answer 202 once Kafka acknowledged the command
+	}
+	res, err := g.rr.Send(r.Context(), requestreply.Request{Topic: topic, Command: cmd, Wait: wait, ProduceBy: produceBy})
+	switch {
+	case err == nil:
+		g.writeReply(w, res.Reply, aggregateID, okStatus)
+	case errors.Is(err, requestreply.ErrPending):
+		if prefs.async {
+			countCommand(commandAccepted)
+		} else {
+			countCommand(commandTimeout)
 		}
+		cmd.CommandID = res.CommandID
+		g.accepted(w, cmd)
+	case errors.Is(err, requestreply.ErrUnavailable):
+		countCommand(commandUnavailable)
+		w.Header().Set("Retry-After", "1")
+		writeProblem(w, &envelope.Problem{Type: "unavailable", Title: "Kafka did not acknowledge the command in time; retry shortly",
+			Status: http.StatusServiceUnavailable, CommandID: res.CommandID,
+			Detail: "the command may still be applied: retry with the same Idempotency-Key to be sure it is applied once"})
+	case r.Context().Err() != nil:
+		countCommand(commandAbandoned) // the client went away
+	default:
 		countCommand(commandFailed)
 		g.internal(w, "produce", err)
-		return
-	}
-	g.rememberSent(tenant, cmd.CommandID)
-	if prefs.async {
-		countCommand(commandAccepted)
-		g.accepted(w, cmd)
-		return
-	}
-
-	waitCtx, cancel := context.WithTimeout(r.Context(), prefs.wait)
-	defer cancel()
-	waitBegan := time.Now()
-	reply, err := waitTraced(waitCtx, waiter) // tracing.go: the "wait reply" span
-	observeReplyWait(waitBegan, err == nil)
-	if err == nil && reply.Outcome != envelope.Duplicate {
-		g.writeReply(w, reply, aggregateID, okStatus)
-		return
-	}
-	if r.Context().Err() != nil {
-		countCommand(commandAbandoned)
-		return // the client went away
-	}
-	// No reply in time — the projector may have committed and died before
-	// sending it — or a duplicate notice: the recorded outcome answers as well
-	// as the reply would. A duplicate's first command may still be in flight:
-	// wait for its outcome within the same bound.
-	outcome, err := g.recordedOutcome(waitCtx, tenant, cmd.CommandID, err == nil)
-	if err == nil {
-		g.writeReply(w, envelope.Reply{CommandID: cmd.CommandID, Outcome: outcome.Outcome, Version: outcome.Version, Body: outcome.Reply}, aggregateID, okStatus)
-		return
-	}
-	if !errors.Is(err, projector.ErrNoOutcome) && !errors.Is(err, context.DeadlineExceeded) {
-		g.log.Warn("outcome lookup failed", append(cmd.LogAttrs(), "err", err)...)
-	}
-	countCommand(commandTimeout)
-	g.accepted(w, cmd)
-}
-
-// recordedOutcome reads tenant's commandID's outcome from the view; with poll, it
-// keeps looking until ctx ends.
-func (g *Gateway) recordedOutcome(ctx context.Context, tenant, commandID string, poll bool) (projector.Outcome, error) {
-	for {
-		// The wait may be over already: one lookup still gets its own short bound.
-		lookupCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
-		outcome, err := projector.LookupOutcome(lookupCtx, g.cfg.Pool, tenant, commandID)
-		cancel()
-		if err == nil || !errors.Is(err, projector.ErrNoOutcome) || !poll {
-			return outcome, err
-		}
-		select {
-		case <-ctx.Done():
-			return outcome, err
-		case <-time.After(25 * time.Millisecond):
-		}
 	}
 }
 
@@ -626,13 +578,16 @@ func (g *Gateway) commandStatus(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "commandId")
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
 	defer cancel()
-	outcome, err := projector.LookupOutcome(ctx, g.cfg.Pool, tenantOf(r), id)
-	switch {
-	case err == nil:
+	st, err := g.rr.Status(ctx, tenantOf(r), id)
+	if err != nil {
+		g.unavailable(w, "command status", err)
+		return
+	}
+	if outcome := st.Outcome; outcome != nil {
 		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(outcome.Version, 10)))
 		status := map[string]any{
 			"commandId": id, "status": outcome.Outcome, "aggregateId": outcome.AggregateID,
-			"version": outcome.Version, "decidedAt": outcome.AppliedAt,
+			"version": outcome.Version, "decidedAt": outcome.DecidedAt,
 		}
 		if outcome.Outcome == envelope.Rejected {
 			var p envelope.Problem
@@ -645,11 +600,8 @@ func (g *Gateway) commandStatus(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, status)
 		return
-	case !errors.Is(err, projector.ErrNoOutcome):
-		g.unavailable(w, "command status", err)
-		return
 	}
-	pending := g.wasSent(tenantOf(r), id)
+	pending := st.SentHere
 	if !pending {
 		if pending, err = g.isPending(ctx, tenantOf(r), id); err != nil {
 			g.unavailable(w, "command status", err)

@@ -36,11 +36,6 @@ var (
 		Help:    "Time to answer an HTTP request (a live view: its whole stream), by route pattern and method.",
 		Buckets: durationBuckets,
 	}, []string{"route", "method"})
-	replyWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "answerback_gateway_reply_wait_seconds",
-		Help:    "Time a command request waited for its reply after producing the command, by result (reply, none).",
-		Buckets: durationBuckets,
-	}, []string{"result"})
 	commandRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "answerback_gateway_commands_total",
 		Help: "Command requests by outcome (applied, rejected, accepted, timeout, unavailable, failed, abandoned).",
@@ -55,7 +50,7 @@ var gateways = struct {
 }{live: map[*Gateway]struct{}{}}
 
 func init() {
-	prometheus.MustRegister(httpRequests, httpDuration, replyWait, commandRequests,
+	prometheus.MustRegister(httpRequests, httpDuration, commandRequests,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "answerback_gateway_live_views",
 			Help: "Live views (GET /v1/orders/{id}/stream) being streamed.",
@@ -63,11 +58,11 @@ func init() {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "answerback_gateway_replies_late_total",
 			Help: "Replies that came after their request stopped waiting, dropped.",
-		}, sumGateways(func(g *Gateway) int64 { return g.router.Stats().Late })),
+		}, sumGateways(func(g *Gateway) int64 { return g.rr.Stats().Late })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "answerback_gateway_replies_unknown_total",
 			Help: "Replies for commands this gateway never waited on, dropped.",
-		}, sumGateways(func(g *Gateway) int64 { return g.router.Stats().Unknown })),
+		}, sumGateways(func(g *Gateway) int64 { return g.rr.Stats().Unknown })),
 	)
 }
 
@@ -122,15 +117,6 @@ func instrument(next http.Handler) http.Handler {
 		httpRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 		httpDuration.WithLabelValues(route, method).Observe(time.Since(began).Seconds())
 	})
-}
-
-// observeReplyWait records a reply wait begun at began; replied says whether a reply came.
-func observeReplyWait(began time.Time, replied bool) {
-	result := "none"
-	if replied {
-		result = "reply"
-	}
-	replyWait.WithLabelValues(result).Observe(time.Since(began).Seconds())
 }
 
 func countCommand(outcome string) { commandRequests.WithLabelValues(outcome).Inc() }

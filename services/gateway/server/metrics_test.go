@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -37,10 +36,6 @@ func TestHTTPMetricsByRoutePattern(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(httpDuration, "answerback_http_request_duration_seconds"); n == 0 {
 		t.Error("no request durations")
-	}
-	observeReplyWait(time.Now(), true)
-	if n := testutil.CollectAndCount(replyWait, "answerback_gateway_reply_wait_seconds"); n == 0 {
-		t.Error("no reply waits")
 	}
 	before := testutil.ToFloat64(commandRequests.WithLabelValues(commandTimeout))
 	countCommand(commandTimeout)

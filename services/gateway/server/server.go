@@ -18,14 +18,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/libs/domain/database"
 	"github.com/answerback/answerback/libs/domain/view"
-	"github.com/answerback/answerback/libs/pipeline/commands"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
-	"github.com/answerback/answerback/libs/pipeline/registry"
+	"github.com/answerback/answerback/libs/pipeline/recent"
 	"github.com/answerback/answerback/libs/pipeline/replies"
+	"github.com/answerback/answerback/libs/pipeline/requestreply"
 	"github.com/answerback/answerback/libs/pipeline/topics"
-	"github.com/answerback/answerback/libs/auth"
+	"github.com/answerback/answerback/libs/projector"
 )
 
 // Config configures a Gateway.
@@ -113,14 +114,13 @@ func (c *Config) Validate() error {
 
 // Gateway is one gateway instance.
 type Gateway struct {
-	cfg      Config
-	log      *slog.Logger
-	cl       *kgo.Client
-	producer *commands.Producer
-	router   *replies.Router
-	announce *registry.Announcer
-	orders   topics.Names
-	catalog  topics.Names
+	cfg Config
+	log *slog.Logger
+	// rr sends commands and waits for their replies (the reply topic, its
+	// router, the registry heartbeat, the fallback to recorded outcomes).
+	rr      *requestreply.Client
+	orders  topics.Names
+	catalog topics.Names
 
 	// Live views: the hub of change notices, a token per stream, and the
 	// context that ends every stream when the gateway shuts down.
@@ -129,14 +129,10 @@ type Gateway struct {
 	streamsCtx context.Context
 	endStreams context.CancelFunc
 
-	// sent remembers the commands this instance produced in the last 30 to
-	// 60 minutes, so that GET /v1/commands/{id} can say "pending" for them
-	// before they apply.
-	sent recentSet
 	// knownSKUs remembers the tenants' SKUs found in the catalog view: an
 	// item once there stays (items are upserted, never deleted), so an add-
 	// item command for a known SKU needs no lookup.
-	knownSKUs recentSet
+	knownSKUs recent.Set
 
 	inFlight chan struct{} // a token per command being handled
 
@@ -163,31 +159,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ProducerLinger(0),
-		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
-	}, cfg.ClientOpts...)...)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
-	}
-	// Registered before the reply topic exists, so that `abctl replies gc`
-	// never finds this instance's topic without its heartbeat.
-	replyTopic := topics.ReplyTopic(cfg.TopicPrefix, cfg.InstanceID)
-	announce, err := registry.Announce(ctx, registry.Config{
-		Brokers: cfg.Brokers, Prefix: cfg.TopicPrefix, Instance: cfg.InstanceID, ReplyTopic: replyTopic,
+	rr, err := requestreply.Open(ctx, requestreply.Config{
+		Brokers: cfg.Brokers, TopicPrefix: cfg.TopicPrefix, InstanceID: cfg.InstanceID,
+		Outcomes: projector.OutcomeStore{DB: cfg.Pool}, ProduceTimeout: cfg.ProduceTimeout, LookupTimeout: lookupTimeout,
 		Logger: cfg.Logger, ClientOpts: cfg.ClientOpts,
 	})
 	if err != nil {
-		cl.Close()
 		return nil, fmt.Errorf("gateway: %w", err)
-	}
-	router, err := replies.Open(ctx, replies.Config{
-		Brokers: cfg.Brokers, Topic: replyTopic, Logger: cfg.Logger, ClientOpts: cfg.ClientOpts,
-	})
-	if err != nil {
-		cl.Close()
-		return nil, errors.Join(fmt.Errorf("gateway: %w", err), announce.Close(ctx))
 	}
 	log := cfg.Logger.With("gateway", cfg.InstanceID)
 	ordersTopics := topics.For(cfg.TopicPrefix, "orders")
@@ -197,12 +175,10 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	streamsCtx, endStreams := context.WithCancel(context.Background())
 	g := &Gateway{
-		cfg: cfg, log: log, cl: cl,
-		producer: commands.NewProducer(cl), router: router, announce: announce,
+		cfg: cfg, log: log, rr: rr,
 		orders:    ordersTopics,
 		catalog:   topics.For(cfg.TopicPrefix, "catalog"),
-		sent:      recentSet{window: 30 * time.Minute},
-		knownSKUs: recentSet{window: 10 * time.Minute},
+		knownSKUs: recent.Set{Window: 10 * time.Minute},
 		inFlight:  make(chan struct{}, cfg.MaxInFlight),
 		hub:       newHub(cfg.Pool, ordersTopics.Events, readOrder, log),
 		streams:   make(chan struct{}, cfg.MaxStreams), streamsCtx: streamsCtx, endStreams: endStreams,
@@ -234,7 +210,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	return g.router.Run(ctx)
+	return g.rr.Run(ctx)
 }
 
 // Close stops the Kafka clients and, when clean is set, deletes the reply
@@ -246,59 +222,14 @@ func (g *Gateway) Close(ctx context.Context, clean bool) error {
 	untrack(g)
 	g.endStreams()
 	g.wg.Wait()
-	err := g.router.Close(ctx, clean)
-	if clean && err == nil {
-		err = g.announce.Close(ctx)
-	} else {
-		g.announce.Abandon()
-	}
-	g.cl.Close()
-	return err
+	return g.rr.Close(ctx, clean)
 }
 
 // ReplyTopic is this instance's reply topic.
-func (g *Gateway) ReplyTopic() string { return g.router.Topic() }
+func (g *Gateway) ReplyTopic() string { return g.rr.ReplyTopic() }
 
 // Stats are the reply router's counters.
-func (g *Gateway) Stats() replies.Stats { return g.router.Stats() }
-
-// rememberSent notes that tenant's command was produced here, so that its
-// status is "pending" (not unknown) until its outcome is recorded.
-func (g *Gateway) rememberSent(tenant, commandID string) {
-	g.sent.add(tenant+"/"+commandID, time.Now())
-}
-
-func (g *Gateway) wasSent(tenant, commandID string) bool {
-	return g.sent.has(tenant + "/" + commandID)
-}
-
-// recentSet remembers keys for between one and two windows, at O(1) per key:
-// keys go to the current generation, which becomes the previous one after a
-// window, when the previous one is dropped whole.
-type recentSet struct {
-	window time.Duration
-
-	mu        sync.Mutex
-	cur, prev map[string]struct{}
-	since     time.Time // when cur began
-}
-
-func (s *recentSet) add(key string, now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cur == nil || now.Sub(s.since) >= s.window {
-		s.prev, s.cur, s.since = s.cur, map[string]struct{}{}, now
-	}
-	s.cur[key] = struct{}{}
-}
-
-func (s *recentSet) has(key string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, inCur := s.cur[key]
-	_, inPrev := s.prev[key]
-	return inCur || inPrev
-}
+func (g *Gateway) Stats() replies.Stats { return g.rr.Stats() }
 
 // Handler is the gateway's HTTP API.
 func (g *Gateway) Handler() http.Handler { return g.routes() }

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/requestreply"
 	"github.com/answerback/answerback/libs/pipeline/tracing"
 )
 
@@ -34,7 +35,7 @@ func TestTraceHTTP(t *testing.T) {
 	r.Use(traceHTTP)
 	r.Post("/v1/orders/{id}/items", func(w http.ResponseWriter, r *http.Request) {
 		cmd = envelope.Command{Meta: envelope.Meta{CommandID: "c-1", AggregateID: chi.URLParam(r, "id")}, Type: "orders.add-item"}
-		traceSend(r.Context(), "orders.commands", &cmd)(nil)
+		requestreply.TraceSend(r.Context(), "orders.commands", &cmd)(nil)
 		w.WriteHeader(http.StatusOK)
 	})
 	r.Get("/boom", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
@@ -74,7 +75,7 @@ func TestTraceHTTPOff(t *testing.T) {
 	var cmd envelope.Command
 	h := traceHTTP(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		cmd = envelope.Command{Type: "orders.create"}
-		traceSend(r.Context(), "orders.commands", &cmd)(errors.New("ignored"))
+		requestreply.TraceSend(r.Context(), "orders.commands", &cmd)(errors.New("ignored"))
 	}))
 	req := httptest.NewRequest(http.MethodPost, "/v1/orders", nil)
 	req.Header.Set("traceparent", clientTraceParent)

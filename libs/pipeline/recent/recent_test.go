@@ -1,4 +1,4 @@
-package server
+package recent
 
 import (
 	"testing"
@@ -10,19 +10,19 @@ import (
 // between.
 func TestRecentSetForgetsAfterTwoWindows(t *testing.T) {
 	t.Parallel()
-	s := recentSet{window: time.Minute}
+	s := Set{Window: time.Minute}
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s.add("a", t0)
-	s.add("b", t0.Add(59*time.Second))
-	s.add("c", t0.Add(61*time.Second)) // a new generation: a and b are in the previous one
-	if !s.has("a") || !s.has("b") || !s.has("c") {
+	s.Add("a", t0)
+	s.Add("b", t0.Add(59*time.Second))
+	s.Add("c", t0.Add(61*time.Second)) // a new generation: a and b are in the previous one
+	if !s.Has("a") || !s.Has("b") || !s.Has("c") {
 		t.Fatal("keys forgotten within their window")
 	}
-	s.add("d", t0.Add(122*time.Second)) // another: a and b are gone
-	if s.has("a") || s.has("b") {
+	s.Add("d", t0.Add(122*time.Second)) // another: a and b are gone
+	if s.Has("a") || s.Has("b") {
 		t.Error("keys remembered past two windows")
 	}
-	if !s.has("c") || !s.has("d") {
+	if !s.Has("c") || !s.Has("d") {
 		t.Error("keys of the last two windows forgotten")
 	}
 }

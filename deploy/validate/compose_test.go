@@ -14,16 +14,18 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 )
 
-// answerbackService names the service a compose service's image or
-// Dockerfile builds, "" for infrastructure (Kafka, PostgreSQL, the load
-// balancer).
+var answerbackImage = regexp.MustCompile(`answerback-([a-z]+)(:|$)`)
+
+// answerbackService names the service a compose service runs: the SERVICE
+// its build passes to the Dockerfile, else the one its image is named after;
+// "" for infrastructure (Kafka, PostgreSQL, the load balancer).
 func answerbackService(s types.ServiceConfig) string {
 	if s.Build != nil {
-		if m := regexp.MustCompile(`(^|/)services/([a-z]+)/Dockerfile$`).FindStringSubmatch(s.Build.Dockerfile); m != nil {
-			return m[2]
+		if v := s.Build.Args["SERVICE"]; v != nil {
+			return *v
 		}
 	}
-	if m := regexp.MustCompile(`answerback-([a-z]+)(:|$)`).FindStringSubmatch(s.Image); m != nil {
+	if m := answerbackImage.FindStringSubmatch(s.Image); m != nil {
 		return m[1]
 	}
 	return ""
@@ -49,7 +51,7 @@ func loadCompose(t *testing.T) *types.Project {
 
 // TestComposeFile: docker-compose.yml runs what the README promises — two
 // gateways behind a round-robin load balancer on 8080, two aggregators, two
-// projectors and salesdaily — built from the services' Dockerfiles, with
+// projectors and salesdaily — built from the repository's Dockerfile, with
 // variables the services read, the files they are told to read mounted,
 // the topics and the key made before they start, and hardened containers.
 func TestComposeFile(t *testing.T) {
@@ -68,10 +70,20 @@ func TestComposeFile(t *testing.T) {
 			continue
 		}
 		count[svc]++
-		if s.Build == nil || filepath.Clean(s.Build.Context) != "." {
-			t.Errorf("%s: want a build in the repository's root (the Go workspace), got %+v", where, s.Build)
+		// Built from the Dockerfile at the root, in the root (the Go
+		// workspace), SERVICE naming the service, into an image named after it.
+		if s.Build == nil || filepath.Clean(s.Build.Context) != "." || filepath.Clean(s.Build.Dockerfile) != "Dockerfile" {
+			t.Errorf("%s: want a build of the repository's Dockerfile in its root (the Go workspace), got %+v", where, s.Build)
+		} else if v := s.Build.Args["SERVICE"]; v == nil || *v != svc {
+			t.Errorf("%s: want the build argument SERVICE=%s, got %v", where, svc, s.Build.Args)
 		} else if _, err := os.Stat(filepath.Join(root, s.Build.Dockerfile)); err != nil {
 			t.Errorf("%s: %v", where, err)
+		}
+		if m := answerbackImage.FindStringSubmatch(s.Image); m == nil || m[1] != svc {
+			t.Errorf("%s: image %q, want answerback-%s", where, s.Image, svc)
+		}
+		if !slices.Contains(deployable, svc) {
+			t.Errorf("%s: %s is not a deployable service: the Dockerfile makes no image of it", where, svc)
 		}
 		env := map[string]string{}
 		set := map[string]bool{}

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"debug/elf"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,73 +137,279 @@ func TestServicesReadTheirVariables(t *testing.T) {
 	}
 }
 
-// TestDockerfiles: every deployable service has a multi-stage Dockerfile
-// that builds it statically and runs it as a non-root user on distroless.
-func TestDockerfiles(t *testing.T) {
-	for _, svc := range deployable {
-		b, err := os.ReadFile(filepath.Join(root, "services", svc, "Dockerfile"))
-		if err != nil {
-			t.Errorf("%s: %v", svc, err)
+// dockerfile is the repository's one Dockerfile, which builds every
+// deployable service's image, the build argument SERVICE naming it.
+type dockerfile struct {
+	stages []dockerfileStage
+}
+
+// dockerfileStage is one stage: FROM base [AS name] and its instructions,
+// continuation lines joined and comments dropped.
+type dockerfileStage struct {
+	base, name   string
+	instructions []string
+}
+
+// readDockerfile reads and splits the Dockerfile at the repository's root.
+func readDockerfile(t *testing.T) dockerfile {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l := strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			lines = append(lines, l)
+		}
+	}
+	var df dockerfile
+	for _, ins := range strings.Split(strings.ReplaceAll(strings.Join(lines, "\n"), "\\\n", " "), "\n") {
+		f := strings.Fields(ins)
+		if !strings.EqualFold(f[0], "FROM") {
+			if len(df.stages) > 0 { // the global ARGs before the first FROM aside
+				st := &df.stages[len(df.stages)-1]
+				st.instructions = append(st.instructions, ins)
+			}
 			continue
 		}
-		df := string(b)
-		froms := regexp.MustCompile(`(?m)^FROM\s+(\S+)`).FindAllStringSubmatch(df, -1)
-		if len(froms) < 2 {
-			t.Errorf("%s: %d stages, want a build stage and a runtime stage", svc, len(froms))
-			continue
+		f = slices.DeleteFunc(f[1:], func(s string) bool { return strings.HasPrefix(s, "--") })
+		st := dockerfileStage{base: f[0]}
+		if len(f) == 3 && strings.EqualFold(f[1], "AS") {
+			st.name = strings.ToLower(f[2])
 		}
-		final := froms[len(froms)-1][1]
-		if !strings.Contains(final, "distroless/static") && final != "scratch" {
-			t.Errorf("%s: runs on %s, want distroless static or scratch", svc, final)
+		df.stages = append(df.stages, st)
+	}
+	if len(df.stages) == 0 {
+		t.Fatal("the Dockerfile has no stage")
+	}
+	return df
+}
+
+var dockerfileVar = regexp.MustCompile(`\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)`)
+
+// expand substitutes ${NAME}, ${NAME:-default} and $NAME as the Dockerfile
+// does in FROM, LABEL, ENV and COPY.
+func expand(s string, vars map[string]string) string {
+	return dockerfileVar.ReplaceAllStringFunc(s, func(m string) string {
+		sm := dockerfileVar.FindStringSubmatch(m)
+		if v := vars[sm[1]+sm[3]]; v != "" {
+			return v
 		}
-		for _, want := range []string{"CGO_ENABLED=0", "./services/" + svc} {
-			if !strings.Contains(df, want) {
-				t.Errorf("%s: the build does not contain %q", svc, want)
+		return sm[2]
+	})
+}
+
+// image returns what a build with SERVICE=svc makes: the image its stages
+// start from and those stages, from that image's to the last; a stage whose
+// FROM names an earlier stage continues it.
+func (df dockerfile) image(svc string) (base string, chain []dockerfileStage) {
+	vars := map[string]string{"SERVICE": svc}
+	for i := len(df.stages) - 1; ; {
+		chain = append([]dockerfileStage{df.stages[i]}, chain...)
+		base = strings.ToLower(expand(df.stages[i].base, vars))
+		j := slices.IndexFunc(df.stages[:i], func(s dockerfileStage) bool { return s.name == base })
+		if j < 0 {
+			return base, chain
+		}
+		i = j
+	}
+}
+
+// stage returns the stage named name.
+func (df dockerfile) stage(t *testing.T, name string) dockerfileStage {
+	t.Helper()
+	i := slices.IndexFunc(df.stages, func(s dockerfileStage) bool { return s.name == name })
+	if i < 0 {
+		t.Fatalf("the Dockerfile has no stage %q", name)
+	}
+	return df.stages[i]
+}
+
+// instructions returns the instructions of the stages with the keyword
+// (RUN, COPY, ...), in order, without it.
+func instructions(stages []dockerfileStage, keyword string) []string {
+	var out []string
+	for _, s := range stages {
+		for _, ins := range s.instructions {
+			if f := strings.Fields(ins); strings.EqualFold(f[0], keyword) {
+				out = append(out, strings.TrimSpace(ins[len(f[0]):]))
 			}
 		}
-		// A service (not the abctl command) checks its own health: distroless
-		// has no shell, so the check runs the binary (service.HealthcheckOrExit).
-		if svc != "abctl" && !regexp.MustCompile(`(?m)^HEALTHCHECK\b.*\bCMD \["/`+svc+`", "healthcheck"\]`).MatchString(strings.ReplaceAll(df, "\\\n", " ")) {
-			t.Errorf("%s: no HEALTHCHECK CMD [\"/%s\", \"healthcheck\"]", svc, svc)
+	}
+	return out
+}
+
+// runsFromBuild returns the binary a chain of stages runs: its ENTRYPOINT,
+// and the file of the build stage copied there ("" when none is).
+func runsFromBuild(chain []dockerfileStage) (entrypoint, built string) {
+	entry := instructions(chain, "ENTRYPOINT")
+	if len(entry) == 0 {
+		return "", ""
+	}
+	if m := regexp.MustCompile(`^\["([^"]+)"`).FindStringSubmatch(entry[len(entry)-1]); m != nil {
+		entrypoint = m[1]
+	}
+	for _, c := range instructions(chain, "COPY") {
+		f := strings.Fields(c)
+		if slices.Contains(f, "--from=build") && len(f) >= 3 && f[len(f)-1] == entrypoint {
+			built = f[len(f)-2]
 		}
-		if user := regexp.MustCompile(`(?m)^USER\s+(\S+)`).FindAllStringSubmatch(df, -1); len(user) == 0 || strings.HasPrefix(user[len(user)-1][1], "root") || user[len(user)-1][1] == "0" {
+	}
+	return entrypoint, built
+}
+
+// answersHealthcheck matches a main.go whose binary answers `<binary>
+// healthcheck`.
+var answersHealthcheck = regexp.MustCompile(`\b(service\.Main|HealthcheckOrExit)\(`)
+
+// TestDockerfiles: the Dockerfile builds every deployable service's image,
+// SERVICE choosing it: a build stage that builds services/$SERVICE statically
+// and a runtime stage on distroless that runs it as a non-root user, with a
+// health check where the service has one, variables it reads and the ports
+// they name exposed.
+func TestDockerfiles(t *testing.T) {
+	df := readDockerfile(t)
+	build := strings.Join(instructions([]dockerfileStage{df.stage(t, "build")}, "RUN"), "\n")
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", "go build"} {
+		if !strings.Contains(build, want) {
+			t.Errorf("the build stage does not contain %q", want)
+		}
+	}
+	for _, s := range df.stages {
+		if svc, ok := strings.CutPrefix(s.name, "answerback-"); ok && svc != "unset" && !slices.Contains(deployable, svc) {
+			t.Errorf("stage %s: %q is not a deployable service", s.name, svc)
+		}
+	}
+	// Without SERVICE the build still reaches the build stage, which says
+	// what is missing (TestDockerfilesBuildStaticBinaries).
+	if base, chain := df.image(""); !slices.ContainsFunc(instructions(chain, "COPY"), func(c string) bool { return strings.Contains(c, "--from=build") }) {
+		t.Errorf("without SERVICE the image is %s, which runs no build stage to say SERVICE is missing", base)
+	}
+
+	for _, svc := range deployable {
+		base, chain := df.image(svc)
+		if !slices.ContainsFunc(chain, func(s dockerfileStage) bool { return s.name == "answerback-"+svc }) {
+			t.Errorf("%s: SERVICE=%s makes no image of it (stage answerback-%s): from %s", svc, svc, svc, base)
+			continue
+		}
+		if !strings.Contains(expand(build, map[string]string{"SERVICE": svc}), "./services/"+svc) {
+			t.Errorf("%s: the build stage does not build ./services/%s", svc, svc)
+		}
+		if !strings.Contains(base, "distroless/static") && base != "scratch" {
+			t.Errorf("%s: runs on %s, want distroless static or scratch", svc, base)
+		}
+		if user := instructions(chain, "USER"); len(user) == 0 || strings.HasPrefix(user[len(user)-1], "root") || strings.HasPrefix(user[len(user)-1], "0") {
 			t.Errorf("%s: no non-root USER", svc)
+		}
+		entry, built := runsFromBuild(chain)
+		if entry == "" || built == "" {
+			t.Errorf("%s: the image does not run what the build stage made (ENTRYPOINT %q, copied from the build stage: %q)", svc, entry, built)
+		}
+
+		labels := map[string]string{}
+		for _, l := range instructions(chain, "LABEL") {
+			for _, m := range regexp.MustCompile(`(\S+)="([^"]*)"`).FindAllStringSubmatch(l, -1) {
+				labels[m[1]] = expand(m[2], map[string]string{"SERVICE": svc})
+			}
+		}
+		if title := labels["org.opencontainers.image.title"]; title != "answerback-"+svc {
+			t.Errorf("%s: title %q, want answerback-%s", svc, title, svc)
+		}
+		if d := labels["org.opencontainers.image.description"]; !strings.Contains(d, svc) {
+			t.Errorf("%s: description %q does not name it", svc, d)
+		}
+
+		// A service checks its own health: distroless has no shell, so the
+		// check runs the binary, `<binary> healthcheck` (service.Main, or
+		// service.HealthcheckOrExit itself); a command such as abctl has none.
+		main, err := os.ReadFile(filepath.Join(root, "services", svc, "main.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var health string
+		if h := instructions(chain, "HEALTHCHECK"); len(h) > 0 {
+			health = h[len(h)-1]
+		}
+		if want := `CMD ["` + entry + `", "healthcheck"]`; answersHealthcheck.Match(main) {
+			if !strings.HasSuffix(health, want) {
+				t.Errorf("%s: HEALTHCHECK %q, want %s", svc, health, want)
+			}
+		} else if health != "" && health != "NONE" {
+			t.Errorf("%s: HEALTHCHECK %q, but it has no healthcheck command", svc, health)
+		}
+
+		// Every variable the image sets is one the service reads, and the
+		// ports of its addresses are the ports it exposes.
+		addrPorts := map[string]bool{}
+		for _, e := range instructions(chain, "ENV") {
+			for _, kv := range strings.Fields(e) {
+				name, value, _ := strings.Cut(kv, "=")
+				if !reads(t, svc, name) {
+					t.Errorf("%s: the image sets %s, which it does not read", svc, name)
+				}
+				if strings.HasSuffix(name, "_ADDR") {
+					addrPorts[portOf(value, "")] = true
+				}
+			}
+		}
+		exposed := map[string]bool{}
+		for _, e := range instructions(chain, "EXPOSE") {
+			for _, p := range strings.Fields(e) {
+				exposed[strings.TrimSuffix(p, "/tcp")] = true
+			}
+		}
+		if !maps.Equal(addrPorts, exposed) {
+			t.Errorf("%s: exposes %v, the ports of its addresses are %v", svc, slices.Sorted(maps.Keys(exposed)), slices.Sorted(maps.Keys(addrPorts)))
 		}
 	}
 }
 
-// TestDockerfilesBuildStaticBinaries runs each Dockerfile's build step here
-// as BuildKit would for linux on this machine's architecture (the cache
-// mounts aside): it must build, and build a static executable — no program
-// interpreter, no shared libraries — because distroless/static has no libc;
-// and the runtime stage must run what the build stage made.
+// runBuildStage runs the build stage's RUN instructions here, one shell each
+// as BuildKit would for linux on this machine's architecture, with
+// SERVICE=svc: the cache mounts aside, in the repository's root (the stage's
+// copy of it), writing to out instead of /out. It returns the failing step
+// and its output, or "", nil, nil.
+func runBuildStage(t *testing.T, build dockerfileStage, svc, out string) (string, []byte, error) {
+	t.Helper()
+	for _, run := range instructions([]dockerfileStage{build}, "RUN") {
+		step := regexp.MustCompile(`--mount=\S+`).ReplaceAllString(run, "")
+		if strings.Contains(strings.ReplaceAll(step, "/out/", ""), "/out") {
+			t.Fatalf("the build stage writes to /out itself, not below it: %s", step)
+		}
+		step = strings.ReplaceAll(step, "/out/", out+"/")
+		cmd := exec.Command("sh", "-c", step)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "SERVICE="+svc, "TARGETOS=linux", "TARGETARCH="+runtime.GOARCH)
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return step, b, err
+		}
+	}
+	return "", nil, nil
+}
+
+// TestDockerfilesBuildStaticBinaries runs the Dockerfile's build stage here
+// for each deployable service: it must build, and build a static executable
+// — no program interpreter, no shared libraries — because distroless/static
+// has no libc; and the service's image must run what it made. Without
+// SERVICE, or with one that names no service, the build stage must fail
+// saying so before it builds anything.
 func TestDockerfilesBuildStaticBinaries(t *testing.T) {
-	out := t.TempDir()
+	df := readDockerfile(t)
+	build := df.stage(t, "build")
 	for _, svc := range deployable {
 		t.Run(svc, func(t *testing.T) {
-			b, err := os.ReadFile(filepath.Join(root, "services", svc, "Dockerfile"))
-			if err != nil {
-				t.Fatal(err)
+			_, chain := df.image(svc)
+			_, built := runsFromBuild(chain)
+			rel, ok := strings.CutPrefix(built, "/out/")
+			if !ok {
+				t.Fatalf("the image runs %q, which the build stage did not make below /out", built)
 			}
-			df := strings.ReplaceAll(string(b), "\\\n", " ") // continuation lines
-			run := regexp.MustCompile(`(?m)^RUN\s+(.*\bgo build\b.*)$`).FindStringSubmatch(df)
-			if run == nil {
-				t.Fatal("no RUN instruction with go build")
-			}
-			step := regexp.MustCompile(`--mount=\S+`).ReplaceAllString(run[1], "")
-			built := regexp.MustCompile(`-o\s+(\S+)`).FindStringSubmatch(step)
-			if built == nil {
-				t.Fatalf("the build names no output (-o): %s", step)
-			}
-			bin := filepath.Join(out, svc)
-			step = strings.Replace(step, built[0], "-o "+bin, 1)
-			cmd := exec.Command("sh", "-c", step)
-			cmd.Dir = root
-			cmd.Env = append(os.Environ(), "TARGETOS=linux", "TARGETARCH="+runtime.GOARCH)
-			if b, err := cmd.CombinedOutput(); err != nil {
+			out := t.TempDir()
+			if step, b, err := runBuildStage(t, build, svc, out); err != nil {
 				t.Fatalf("%s: %v\n%s", step, err, b)
 			}
-			f, err := elf.Open(bin)
+			f, err := elf.Open(filepath.Join(out, rel))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -215,10 +422,20 @@ func TestDockerfilesBuildStaticBinaries(t *testing.T) {
 			if libs, _ := f.ImportedLibraries(); len(libs) > 0 {
 				t.Errorf("the binary needs shared libraries %v", libs)
 			}
-			copied := regexp.MustCompile(`(?m)^COPY\s+--from=build\s+` + regexp.QuoteMeta(built[1]) + `\s+(\S+)`).FindStringSubmatch(df)
-			entry := regexp.MustCompile(`(?m)^ENTRYPOINT\s+\["([^"]+)"`).FindStringSubmatch(df)
-			if copied == nil || entry == nil || copied[1] != entry[1] {
-				t.Errorf("the runtime stage does not run the built %s (COPY %v, ENTRYPOINT %v)", built[1], copied, entry)
+		})
+	}
+	for _, svc := range []string{"", "nosuch"} {
+		t.Run("SERVICE="+svc, func(t *testing.T) {
+			out := t.TempDir()
+			step, b, err := runBuildStage(t, build, svc, out)
+			if err == nil {
+				t.Fatal("the build stage succeeded")
+			}
+			if !strings.Contains(string(b), "SERVICE") {
+				t.Errorf("the build stage fails without saying why SERVICE is wrong: %s: %v\n%s", step, err, b)
+			}
+			if made, _ := os.ReadDir(out); len(made) > 0 {
+				t.Errorf("the build stage made %v before failing", made)
 			}
 		})
 	}

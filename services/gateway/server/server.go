@@ -27,6 +27,7 @@ import (
 	"github.com/answerback/answerback/libs/pipeline/requestreply"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 	"github.com/answerback/answerback/libs/projector"
+	"github.com/answerback/answerback/services/gateway/idempotency"
 )
 
 // Config configures a Gateway.
@@ -133,6 +134,8 @@ type Gateway struct {
 	// item once there stays (items are upserted, never deleted), so an add-
 	// item command for a known SKU needs no lookup.
 	knownSKUs recent.Set
+	// keys are the idempotency keys and pending marks.
+	keys idempotency.Store
 
 	inFlight chan struct{} // a token per command being handled
 
@@ -179,6 +182,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		orders:    ordersTopics,
 		catalog:   topics.For(cfg.TopicPrefix, "catalog"),
 		knownSKUs: recent.Set{Window: 10 * time.Minute},
+		keys:      idempotency.Store{Pool: cfg.Pool, Logger: log},
 		inFlight:  make(chan struct{}, cfg.MaxInFlight),
 		hub:       newHub(cfg.Pool, ordersTopics.Events, readOrder, log),
 		streams:   make(chan struct{}, cfg.MaxStreams), streamsCtx: streamsCtx, endStreams: endStreams,
@@ -198,7 +202,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}()
 	go func() { // owned by Run: ends with its context; Close waits for it
 		defer g.wg.Done()
-		g.pruneKeys(ctx)
+		g.keys.Prune(ctx)
 		t := time.NewTicker(time.Hour)
 		defer t.Stop()
 		for {
@@ -206,7 +210,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				g.pruneKeys(ctx)
+				g.keys.Prune(ctx)
 			}
 		}
 	}()

@@ -138,7 +138,7 @@ fuzz: ## run every fuzz target (go test -fuzz) for FUZZTIME each; seeds live in 
 BENCH_REPORT  ?= $(CURDIR)/docs/BENCHMARKS.md
 BENCH_RESULTS ?= $(CURDIR)/docs/bench/results.json
 BENCH_FLAGS   ?=
-bench: ## open-loop latency and throughput of Answerback beside the transport and monolith floors (BENCH_QUICK=1: a 1-minute smoke); writes BENCH_REPORT
+bench: ## open-loop latency and throughput of Answerback beside the floors and the Watermill peer (BENCH_QUICK=1: a 1-minute smoke; BENCH_FLAGS=-baseline=<commit>: also Answerback built from that commit, compared in the same run); writes BENCH_REPORT
 	@cd bench && KAFKA_JARS_CACHE=$(CACHE)/kafka $(GO) run ./cmd/bench -root $(CURDIR) -report $(abspath $(BENCH_REPORT)) -results $(abspath $(BENCH_RESULTS)) $(BENCH_FLAGS)
 
 bench-stages: ## where the round trip spends its time at no load (gateway, aggregator, commit and projection, reply), on Apache Kafka and on the embedded default (BENCH_FLAGS=-systems=embedded: one of them)

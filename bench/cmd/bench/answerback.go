@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -22,6 +24,9 @@ type layout struct {
 	database   string
 	partitions int // of the commands, events and snapshots topics
 	instances  int // aggregators and projectors each
+	// root is the source tree the services are built from; "" is the
+	// run's (config.root). name is the system's name; "" is Answerback.
+	root, name string
 }
 
 var defaultLayout = layout{database: "answerback", partitions: 6, instances: 1}
@@ -31,7 +36,7 @@ var defaultLayout = layout{database: "answerback", partitions: 6, instances: 1}
 // behind a round-robin load balancer (a process too); then seeds the
 // catalog.
 func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slog.Logger) (*system, error) {
-	bin, err := procs.Build(cfg.root, filepath.Join(e.dir, "bin"))
+	bin, err := procs.Build(cmp.Or(l.root, cfg.root), filepath.Join(e.dir, "bin-"+l.database))
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +94,7 @@ func startAnswerback(ctx context.Context, e *env, cfg config, l layout, log *slo
 		stopAll()
 		return nil, err
 	}
-	sys := &system{name: nameAnswerback, url: lb.hello.URL, token: token, stop: func() { lb.stop(); stopAll() },
+	sys := &system{name: cmp.Or(l.name, nameAnswerback), url: lb.hello.URL, token: token, stop: func() { lb.stop(); stopAll() },
 		pprofAddrs: pprofAddrs, pgDatabase: l.database, pgPid: e.pg.Pid,
 		stageSource: &stageSource{brokers: e.brokers, replyTopics: []string{topics.ReplyTopic("", "bench-gw1"), topics.ReplyTopic("", "bench-gw2")}}}
 	sys.pids = func() map[string]int {
@@ -160,3 +165,32 @@ func retrying(ctx context.Context, f func() error) error {
 		time.Sleep(300 * time.Millisecond)
 	}
 }
+
+// startBaseline runs Answerback as built from the commit cfg.baseline — a
+// git worktree of the run's repository — beside the run's own, on the same
+// broker and database server: a regression check in the same run.
+func startBaseline(ctx context.Context, e *env, cfg config, log *slog.Logger) (*system, error) {
+	rev, err := exec.CommandContext(ctx, "git", "-C", cfg.root, "rev-parse", "--short=12", cfg.baseline+"^{commit}").Output()
+	if err != nil {
+		return nil, fmt.Errorf("-baseline %q: not a commit of %s: %w", cfg.baseline, cfg.root, err)
+	}
+	dir := filepath.Join(e.dir, "baseline-src")
+	if out, err := exec.CommandContext(ctx, "git", "-C", cfg.root, "worktree", "add", "--force", "--detach", dir, cfg.baseline).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("-baseline: git worktree add: %w\n%s", err, out)
+	}
+	removeTree := func() { _ = exec.Command("git", "-C", cfg.root, "worktree", "remove", "--force", dir).Run() }
+	l := defaultLayout
+	l.root, l.database, l.prefix, l.name = dir, "answerback_baseline", "baseline.", baselineName(strings.TrimSpace(string(rev)))
+	sys, err := startAnswerback(ctx, e, cfg, l, log)
+	if err != nil {
+		removeTree()
+		return nil, fmt.Errorf("Answerback at %s: %w", cfg.baseline, err)
+	}
+	stop := sys.stop
+	sys.stop = func() { stop(); removeTree() }
+	sys.stageSource = nil // the stage probe is the run's own code's
+	return sys, nil
+}
+
+// baselineName names Answerback built from commit rev.
+func baselineName(rev string) string { return nameAnswerback + " at " + rev }

@@ -62,6 +62,7 @@ func main() {
 	flag.BoolVar(&cfg.profileOnly, "profile-only", false, "only profile Answerback's processes and the broker under load (spread mix), print where the CPU goes and stop; raw profiles in <results folder>/profiles")
 	flag.BoolVar(&cfg.renderOnly, "render", false, "measure nothing: write the plots and report of the raw results file (-results) again")
 	flag.BoolVar(&cfg.dataSizeOnly, "data-size-only", false, "only time the reply query against views of 10k and 1M orders and catalogs of 10, 1k and 100k items; write <results folder>/data-size.md")
+	flag.StringVar(&cfg.baseline, "baseline", "", "also measure Answerback as built from this commit (a git worktree), right after the run's own, and compare them: a regression check in the same run")
 	systems := flag.String("systems", strings.Join(systemKeys, ","), "the systems to measure, comma-separated, among "+strings.Join(systemKeys, ", ")+
 		" (the stage probe and the scaling matrix come with answerback)")
 	flag.Parse()
@@ -103,12 +104,18 @@ type config struct {
 	dataSizeOnly, profileOnly    bool
 	renderOnly                   bool
 	systems                      map[string]bool // by key (systemKeys) → measured
+	// baseline, when set, is a commit whose Answerback is measured right
+	// after the run's own (startBaseline): a regression check.
+	baseline string
 }
 
 // systemKeys name the systems the -systems flag selects, in the order they
 // run. Those besides answerback and embedded are built into the bench
 // binary (childSystems).
 var systemKeys = []string{"answerback", "embedded", "eosfloor", "eosfloor-embedded", "transport", "monolith", "watermill"}
+
+// baselineKey is the system -baseline adds, measured right after answerback.
+const baselineKey = "baseline"
 
 // parseRates reads the -rates flag: positive numbers, comma-separated,
 // rising; "" is none.
@@ -269,10 +276,18 @@ func run(ctx context.Context, cfg config, log *slog.Logger) error {
 			return startAnswerback(ctx, env, cfg, defaultLayout, log)
 		case "embedded":
 			return startEmbedded(ctx, env, cfg, log)
+		case baselineKey:
+			return startBaseline(ctx, env, cfg, log)
 		}
 		return startChildSystem(ctx, env, key)
 	}
-	for _, key := range systemKeys {
+	order := slices.Clone(systemKeys)
+	if cfg.baseline != "" && cfg.systems["answerback"] {
+		order = slices.Insert(order, slices.Index(order, "answerback")+1, baselineKey)
+		cfg.systems[baselineKey] = true
+		res.Baseline = cfg.baseline
+	}
+	for _, key := range order {
 		if !cfg.systems[key] {
 			continue
 		}

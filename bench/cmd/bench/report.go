@@ -31,6 +31,9 @@ type results struct {
 	Stages      []stageProbe   `json:"stages"`
 	ScalingPlan scalingPlan    `json:"scalingPlan"`
 	Scaling     []scalingPoint `json:"scaling"`
+	// Baseline is the commit -baseline named, whose Answerback the run
+	// measured beside its own; "" when none.
+	Baseline string `json:"baseline,omitempty"`
 	// Targets compares the run with the performance issue's targets.
 	Targets []target `json:"targets"`
 	// Profiles show where Answerback's processes spend their CPU under load.
@@ -82,6 +85,7 @@ func (r results) markdown() string {
 	b.WriteString("- **monolith floor**: one HTTP handler deciding the same command with the same domain code and building the same reply in one PostgreSQL transaction, no Kafka.\n")
 	b.WriteString("- **Watermill peer**: the same flow built with Watermill (`cqrs` and `requestreply` over `watermill-kafka`, i.e. Sarama), in one process: command bus → command handler (state in a PostgreSQL table, one transaction per command) → event bus → event handler (one PostgreSQL transaction per event, reply built from the view) → request-reply backend → HTTP handler; the same domain code, view and topics partitioned alike.\n\n")
 	writeTargets(&b, r.Targets)
+	writeRegression(&b, r)
 	writeBroker(&b, r.Kafka, r.Broker)
 	writeStages(&b, r.Stages)
 	for _, mixName := range mixNames(r.Series) {
@@ -298,6 +302,44 @@ func writeScaling(b *strings.Builder, sp scalingPlan, points []scalingPoint) {
 			p50, p99 = p.Steps[0].P50, p.Steps[0].P99
 		}
 		fmt.Fprintf(b, "| %d | %d | %.0f | %.1f | %.1f |\n", p.Partitions, p.Instances, p.MaxSustained, p50, p99)
+	}
+	b.WriteString("\n")
+}
+
+// writeRegression compares Answerback with its build from the baseline
+// commit, measured in the same run, mix by mix: the highest rate sustained,
+// p50 at 100/s and the system's CPU per command at 100/s.
+func writeRegression(b *strings.Builder, r results) {
+	var base string
+	for _, s := range r.Series {
+		if strings.HasPrefix(s.System, nameAnswerback+" at ") {
+			base = s.System
+		}
+	}
+	if base == "" {
+		return
+	}
+	fmt.Fprintf(b, "## Against the baseline\n\nAnswerback against itself as built from `%s` (%s), measured right after it in this run, on the same broker and PostgreSQL. One run on a shared machine: differences of tens of percent are noise (see the Latency notes).\n\n", r.Baseline, strings.TrimPrefix(base, nameAnswerback+" at "))
+	b.WriteString("| mix | highest sustained | baseline's | p50 at 100/s ms | baseline's | CPU ms per command at 100/s | baseline's |\n|---|---|---|---|---|---|---|\n")
+	for _, mixName := range mixNames(r.Series) {
+		now, okNow := findSeries(r.Series, nameAnswerback, mixName)
+		then, okThen := findSeries(r.Series, base, mixName)
+		if !okNow || !okThen {
+			continue
+		}
+		p50 := func(s series) string {
+			if st, ok := stepAt(s, 100); ok {
+				return fmt.Sprintf("%.1f", st.P50)
+			}
+			return "—"
+		}
+		cpu := func(s series) string {
+			if c, ok := cpuAt(s, 100); ok {
+				return fmt.Sprintf("%.2f", c)
+			}
+			return "—"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", mixName, perSecond(now.MaxSustained), perSecond(then.MaxSustained), p50(now), p50(then), cpu(now), cpu(then))
 	}
 	b.WriteString("\n")
 }

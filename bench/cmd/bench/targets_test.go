@@ -197,3 +197,29 @@ func TestThousands(t *testing.T) {
 		}
 	}
 }
+
+// TestRegressionSection: with Answerback built from a baseline commit in the
+// run, the report compares the two mix by mix; without, it says nothing.
+func TestRegressionSection(t *testing.T) {
+	t.Parallel()
+	step := func(rate, p50 float64) loadgen.Result {
+		return loadgen.Result{Rate: rate, P50: p50, Cost: map[string]loadgen.Cost{"gateway-1": {CPUSecondsPer1000: 2}}}
+	}
+	r := results{Baseline: "HEAD~3", Series: []series{
+		{System: nameAnswerback, Mix: "spread", Steps: []loadgen.Result{step(100, 9.5)}, MaxSustained: 250},
+		{System: baselineName("abc123"), Mix: "spread", Steps: []loadgen.Result{step(100, 12.25)}, MaxSustained: 100},
+	}}
+	var b strings.Builder
+	writeRegression(&b, r)
+	for _, want := range []string{"## Against the baseline", "`HEAD~3` (abc123)", "| spread | 250/s | 100/s | 9.5 | 12.2 | 2.00 | 2.00 |"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("section lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	r.Series = r.Series[:1]
+	writeRegression(&b, r)
+	if b.Len() != 0 {
+		t.Errorf("a section without a baseline series:\n%s", b.String())
+	}
+}

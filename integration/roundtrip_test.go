@@ -207,21 +207,17 @@ func TestReplyAfterProjectorOutage(t *testing.T) {
 		}
 
 		s.startProjector()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		testenv.Eventually(t, 30*time.Second, 100*time.Millisecond, func() error {
 			st := s.call(0, http.MethodGet, loc, nil)
-			if st.Status == http.StatusOK && st.json(t)["status"] == "applied" {
-				reply := st.json(t)["reply"].(map[string]any)
-				if reply["version"] != float64(2) || reply["order"].(map[string]any)["total"] != float64(240) {
-					t.Errorf("recorded reply %v: want version 2 and total 240", reply)
-				}
-				return
+			if st.Status != http.StatusOK || st.json(t)["status"] != "applied" {
+				return fmt.Errorf("command not applied: status %d %s", st.Status, st.Body)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("command never applied: last status %d %s", st.Status, st.Body)
+			reply := st.json(t)["reply"].(map[string]any)
+			if reply["version"] != float64(2) || reply["order"].(map[string]any)["total"] != float64(240) {
+				t.Errorf("recorded reply %v: want version 2 and total 240", reply)
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 	})
 }
 

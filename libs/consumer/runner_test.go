@@ -61,17 +61,16 @@ func start(t *testing.T, r *consumer.Runner) (stop func()) {
 // awaited and, when given, the state that state describes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool, state ...func() string) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			var got []string
-			for _, s := range state {
-				got = append(got, s())
-			}
-			t.Fatalf("timed out waiting for %s (state: %v)", what, got)
+	testenv.Eventually(t, d, 20*time.Millisecond, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		var got []string
+		for _, s := range state {
+			got = append(got, s())
+		}
+		return fmt.Errorf("waiting for %s (state: %v)", what, got)
+	})
 }
 
 // TestRunnerOrderPoisonAndDLQ: events of 20 aggregates, interleaved across

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -146,15 +147,11 @@ func TestLiveAt(t *testing.T) {
 // waitFor reads the registry until cond holds, failing after 10s.
 func waitFor(t *testing.T, ctx context.Context, cl *kgo.Client, prefix, what string, cond func(map[string]Entry) bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
 		got, err := Read(ctx, cl, prefix)
-		if err == nil && cond(got) {
-			return
+		if err != nil || !cond(got) {
+			return fmt.Errorf("waiting for %s: registry %+v, %v", what, got, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: registry %+v, %v", what, got, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }

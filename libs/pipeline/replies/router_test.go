@@ -2,6 +2,7 @@ package replies
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/testenv"
 )
 
 // TestRouterCorrelates: a registered waiter gets its reply, even one produced
@@ -55,17 +57,12 @@ func TestRouterCorrelates(t *testing.T) {
 		t.Fatalf("early waiter got %+v, %v", got, err)
 	}
 	early.Done()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st := r.Stats()
-		if st.Delivered == 1 && st.Late == 1 && st.Unknown == 1 && st.Malformed == 1 && st.Waiting == 0 {
-			break
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if st := r.Stats(); st.Delivered != 1 || st.Late != 1 || st.Unknown != 1 || st.Malformed != 1 || st.Waiting != 0 {
+			return fmt.Errorf("stats %+v: want 1 delivered, 1 late, 1 unknown, 1 malformed, none waiting", st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("stats %+v: want 1 delivered, 1 late, 1 unknown, 1 malformed, none waiting", st)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 
 	stop()
 	<-done

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/pipeline/registry"
+	"github.com/answerback/answerback/libs/testenv"
 )
 
 // outcomes is an OutcomeStore in memory: what the read side recorded.
@@ -151,25 +153,20 @@ func TestSendAndStatus(t *testing.T) {
 		t.Errorf("another tenant's view of it: %+v, %v; want unknown", st, err)
 	}
 
-	start := time.Now()
 	res, err = send("add", 5, 0)
 	if !errors.Is(err, ErrPending) || res.CommandID == "" {
 		t.Errorf("no wait: %+v, %v; want ErrPending with the command's ID", res, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
 		st, err := c.Status(ctx, "acme", res.CommandID)
-		if err == nil && st.Outcome != nil {
-			if st.Outcome.Version != 5 || st.Outcome.CommandID != res.CommandID {
-				t.Errorf("status once decided: %+v", st.Outcome)
-			}
-			break
+		if err != nil || st.Outcome == nil {
+			return fmt.Errorf("the command sent without waiting is not decided: %+v, %v", st, err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the command sent without waiting was never decided (%v)", time.Since(start))
+		if st.Outcome.Version != 5 || st.Outcome.CommandID != res.CommandID {
+			t.Errorf("status once decided: %+v", st.Outcome)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 
 	stopRun()
 	if err := <-ran; err != nil {

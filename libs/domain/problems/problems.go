@@ -1,10 +1,16 @@
-// Package problems names the stable problem types that Answerback's
-// aggregates and runtime put in rejections (envelope.Problem.Type), and maps
-// each to the HTTP status the gateway answers with. Clients may branch on
-// these identifiers: they never change meaning.
+// Package problems names the problem types of the reference domain's
+// rejections (envelope.Problem.Type) and defines them in the one problem
+// table (libs/pipeline/problem), with their titles and HTTP statuses; the
+// pipeline's own types (version-mismatch, invalid-command, unknown-command,
+// stale-command) are the table's. Clients may branch on these identifiers:
+// they never change meaning.
 package problems
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/answerback/answerback/libs/pipeline/problem"
+)
 
 // Problem types. Each is the Type of an envelope.Problem.
 const (
@@ -14,8 +20,6 @@ const (
 	OrderExists = "order-exists"
 	// OrderNotOpen: the order was already submitted or cancelled.
 	OrderNotOpen = "order-not-open"
-	// VersionMismatch: the command's expected version is not the aggregate's.
-	VersionMismatch = "version-mismatch"
 	// EmptyOrder: an order without lines cannot be submitted.
 	EmptyOrder = "empty-order"
 	// QuantityOutOfRange: a quantity, or the line quantity it results in, is out of range.
@@ -28,32 +32,28 @@ const (
 	UnknownSKU = "unknown-sku"
 	// InvalidItem: a catalog item's fields are invalid.
 	InvalidItem = "invalid-item"
-	// InvalidCommand: a command's data is malformed or fails validation.
-	InvalidCommand = "invalid-command"
-	// UnknownCommand: the aggregate does not know the command type.
-	UnknownCommand = "unknown-command"
-	// StaleCommand: the command's record is older than what its aggregate
-	// remembers, so it may have been applied already; it was dead-lettered.
-	StaleCommand = "stale-command"
+
+	// The pipeline's, under the names the domain's code uses.
+	VersionMismatch = problem.VersionMismatch
+	InvalidCommand  = problem.InvalidCommand
+	UnknownCommand  = problem.UnknownCommand
+	StaleCommand    = problem.StaleCommand
 )
 
-// HTTPStatus returns the HTTP status for problemType: 404 for a missing
-// order, 409 for state conflicts and stale commands, 412 for a version mismatch, 422 for
-// commands that are well-formed requests but invalid, 400 for an unknown
-// command type, and 500 for any type it does not know.
-func HTTPStatus(problemType string) int {
-	switch problemType {
-	case OrderNotFound:
-		return http.StatusNotFound
-	case OrderExists, OrderNotOpen, StaleCommand:
-		return http.StatusConflict
-	case VersionMismatch:
-		return http.StatusPreconditionFailed
-	case EmptyOrder, QuantityOutOfRange, LineLimit, LineNotFound, UnknownSKU, InvalidItem, InvalidCommand:
-		return http.StatusUnprocessableEntity
-	case UnknownCommand:
-		return http.StatusBadRequest
-	default:
-		return http.StatusInternalServerError
-	}
+func init() {
+	problem.Define(
+		problem.Type{Name: OrderNotFound, Title: "order not found", Status: http.StatusNotFound},
+		problem.Type{Name: OrderExists, Title: "an order with this ID exists", Status: http.StatusConflict},
+		problem.Type{Name: OrderNotOpen, Title: "the order is no longer open", Status: http.StatusConflict},
+		problem.Type{Name: EmptyOrder, Title: "an order without lines cannot be submitted", Status: http.StatusUnprocessableEntity},
+		problem.Type{Name: QuantityOutOfRange, Title: "quantity out of range", Status: http.StatusUnprocessableEntity},
+		problem.Type{Name: LineLimit, Title: "the order has the most lines it may", Status: http.StatusUnprocessableEntity},
+		problem.Type{Name: LineNotFound, Title: "the order has no line for this SKU", Status: http.StatusUnprocessableEntity},
+		problem.Type{Name: UnknownSKU, Title: "unknown SKU", Status: http.StatusUnprocessableEntity},
+		problem.Type{Name: InvalidItem, Title: "invalid catalog item", Status: http.StatusUnprocessableEntity},
+	)
 }
+
+// HTTPStatus returns the HTTP status the problem table gives problemType;
+// 500 for a type it does not hold.
+func HTTPStatus(problemType string) int { return problem.Status(problemType) }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/answerback/answerback/libs/pipeline/dlq"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/problem"
 	"github.com/answerback/answerback/libs/pipeline/tracing"
 )
 
@@ -46,7 +47,7 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, committed m
 		err := fmt.Errorf("unknown command type %q for %s", cmd.Type, r.def.Name)
 		r.log.Warn("command of unknown type dead-lettered", append(cmd.LogAttrs(), "partition", rec.Partition, "offset", rec.Offset, "type", cmd.Type)...)
 		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
-		body, _ := json.Marshal(envelope.Problem{Type: "unknown-command", Title: "unknown command type", Detail: err.Error(), CommandID: cmd.CommandID})
+		body, _ := json.Marshal(problemOf(problem.UnknownCommand, err.Error(), cmd.CommandID))
 		replyIfAwaited(cmd, envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Body: body}, reply)
 		return outcomeDeadLettered
 	}
@@ -72,7 +73,7 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, committed m
 	// to the dead letters (an operator may redrive it, as a new record, once sure).
 	sent := rec.Timestamp
 	if now.Sub(sent) > r.cfg.IdempotencyWindow || !remembered && cur.mayHaveForgotten(key, sent) {
-		err := fmt.Errorf("stale command: sent %s, before what %s remembers (%s window, %d commands)",
+		err := fmt.Errorf("%s: sent %s, before what %s remembers (%s window, %d commands)", deadLetterReason(problem.StaleCommand),
 			sent.UTC().Format(time.RFC3339), cmd.AggregateID, r.cfg.IdempotencyWindow, r.cfg.MaxRemembered)
 		r.log.Warn("stale command dead-lettered", append(cmd.LogAttrs(), "partition", rec.Partition, "offset", rec.Offset, "sent", sent)...)
 		produce(dlq.Record(r.cfg.Topics.DLQ, "aggregator", rec, err))
@@ -129,7 +130,7 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, committed m
 		return reject(decision.Reject)
 	}
 	if len(decision.Events) == 0 {
-		return reject(&envelope.Problem{Type: "internal", Title: "the command changed nothing"})
+		return reject(&envelope.Problem{Type: problem.Internal, Title: "the command changed nothing"})
 	}
 	state, version := cur.state, cur.version
 	var out []*kgo.Record
@@ -139,7 +140,7 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, committed m
 		data, err := json.Marshal(ne.Data)
 		if err != nil {
 			r.log.Error("event encoding failed", append(cmd.LogAttrs(), "type", ne.Type, "err", err)...)
-			return reject(&envelope.Problem{Type: "internal", Title: "event could not be encoded"})
+			return reject(&envelope.Problem{Type: problem.Internal, Title: "event could not be encoded"})
 		}
 		ev := envelope.Event{
 			Meta: meta, Type: ne.Type, Version: version + 1, Time: now,
@@ -147,13 +148,13 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, committed m
 		}
 		if state, err = r.def.Evolve(state, ev); err != nil {
 			r.log.Error("evolve failed", append(cmd.LogAttrs(), "type", ne.Type, "err", err)...)
-			return reject(&envelope.Problem{Type: "internal", Title: "event could not be applied"})
+			return reject(&envelope.Problem{Type: problem.Internal, Title: "event could not be applied"})
 		}
 		version = ev.Version
 		out = append(out, envelope.EncodeEvent(r.cfg.Topics.Events, "/answerback/"+r.def.Name, ev))
 	}
 	if !commit(state, version, nil, keyRecord{CommandID: cmd.CommandID, Version: version, At: now, Sent: rec.Timestamp}) {
-		return reject(&envelope.Problem{Type: "internal", Title: "state could not be encoded"})
+		return reject(&envelope.Problem{Type: problem.Internal, Title: "state could not be encoded"})
 	}
 	for _, rec := range out {
 		produce(rec)
@@ -165,7 +166,7 @@ func (r *Runtime[S]) decideOne(ctx context.Context, rec *kgo.Record, committed m
 // that its status is final, and replies when somebody still waits (a replayed
 // record's gateway is usually long gone).
 func (r *Runtime[S]) answerStale(cmd envelope.Command, reason error, produce, send func(*kgo.Record)) {
-	body, _ := json.Marshal(envelope.Problem{Type: "stale-command", Title: "command too old to be applied safely", Detail: reason.Error(), CommandID: cmd.CommandID})
+	body, _ := json.Marshal(problemOf(problem.StaleCommand, reason.Error(), cmd.CommandID))
 	reply := envelope.Reply{CommandID: cmd.CommandID, Outcome: envelope.Rejected, Body: body}
 	produce(envelope.EncodeOutcome(r.cfg.Topics.Outcomes, cmd.AggregateID, cmd.Tenant, reply))
 	replyIfAwaited(cmd, reply, send)
@@ -189,4 +190,18 @@ func (r *Runtime[S]) answerDuplicate(cmd envelope.Command, seen keyRecord, send 
 		reply.Outcome, reply.Body = envelope.Rejected, seen.Rejection
 	}
 	replyIfAwaited(cmd, reply, send)
+}
+
+// problemOf is the problem of the table's type name (libs/pipeline/problem),
+// with its title, for command commandID.
+func problemOf(name, detail, commandID string) envelope.Problem {
+	t, _ := problem.Lookup(name)
+	return envelope.Problem{Type: name, Title: t.Title, Detail: detail, CommandID: commandID}
+}
+
+// deadLetterReason is the reason the problem table gives a dead-letter
+// record of the type name.
+func deadLetterReason(name string) string {
+	t, _ := problem.Lookup(name)
+	return t.DeadLetter
 }

@@ -21,7 +21,7 @@ func (g *Gateway) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, ok := bearerToken(r)
 		if !ok {
-			challenge(w, http.StatusUnauthorized, `Bearer realm="answerback"`, "unauthorized", "a bearer token is required",
+			challenge(w, `Bearer realm="answerback"`, "unauthorized", "a bearer token is required",
 				"send Authorization: Bearer <JWT>")
 			return
 		}
@@ -31,7 +31,7 @@ func (g *Gateway) authenticate(next http.Handler) http.Handler {
 			if errors.Is(err, auth.ErrInvalidToken) {
 				detail = err.Error() // safe: names the failed check, never the token
 			}
-			challenge(w, http.StatusUnauthorized, `Bearer realm="answerback", error="invalid_token", error_description="`+quoteSafe(detail)+`"`,
+			challenge(w, `Bearer realm="answerback", error="invalid_token", error_description="`+quoteSafe(detail)+`"`,
 				"unauthorized", "invalid bearer token", detail)
 			return
 		}
@@ -68,7 +68,7 @@ func requireScope(scopes ...string) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !principalOf(r).Has(scopes...) {
 				want := strings.Join(scopes, " ")
-				challenge(w, http.StatusForbidden, `Bearer realm="answerback", error="insufficient_scope", scope="`+want+`"`,
+				challenge(w, `Bearer realm="answerback", error="insufficient_scope", scope="`+want+`"`,
 					"forbidden", "the token lacks the scope this route needs", "want one of: "+want)
 				return
 			}
@@ -77,9 +77,9 @@ func requireScope(scopes ...string) func(http.Handler) http.Handler {
 	}
 }
 
-func challenge(w http.ResponseWriter, status int, wwwAuthenticate, problemType, title, detail string) {
+func challenge(w http.ResponseWriter, wwwAuthenticate, problemType, title, detail string) {
 	w.Header().Set("WWW-Authenticate", wwwAuthenticate)
-	writeProblem(w, &envelope.Problem{Type: problemType, Title: title, Status: status, Detail: detail})
+	writeProblem(w, &envelope.Problem{Type: problemType, Title: title, Detail: detail})
 }
 
 // quoteSafe makes s fit in a quoted-string of a challenge.

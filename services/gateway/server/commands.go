@@ -65,7 +65,7 @@ func (g *Gateway) addItem(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !exists {
-		writeProblem(w, &envelope.Problem{Type: problems.UnknownSKU, Title: "unknown SKU", Status: problems.HTTPStatus(problems.UnknownSKU),
+		writeProblem(w, &envelope.Problem{Type: problems.UnknownSKU, Title: "unknown SKU",
 			Detail: fmt.Sprintf("%q is not in the catalog", body.SKU)})
 		return
 	}
@@ -139,7 +139,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, topic, commandTyp
 	}
 	expected, err := parseIfMatch(r.Header)
 	if err != nil {
-		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed If-Match", Status: http.StatusBadRequest, Detail: err.Error()})
+		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed If-Match", Detail: err.Error()})
 		return
 	}
 	tenant := tenantOf(r)
@@ -221,7 +221,7 @@ func (g *Gateway) accepted(w http.ResponseWriter, cmd envelope.Command) {
 func (g *Gateway) unavailable(w http.ResponseWriter, what string, err error) {
 	g.log.Warn("dependency unavailable", "during", what, "err", err)
 	w.Header().Set("Retry-After", "1")
-	writeProblem(w, &envelope.Problem{Type: "unavailable", Title: "a dependency is unavailable; retry shortly", Status: http.StatusServiceUnavailable})
+	writeProblem(w, &envelope.Problem{Type: "unavailable", Title: "a dependency is unavailable; retry shortly"})
 }
 
 func (g *Gateway) writeReply(w http.ResponseWriter, reply envelope.Reply, aggregateID string, okStatus int) {

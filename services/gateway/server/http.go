@@ -22,6 +22,7 @@ import (
 	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/libs/domain/orders"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/problem"
 	"github.com/answerback/answerback/services/gateway/idempotency"
 )
 
@@ -71,11 +72,11 @@ func (g *Gateway) routes() chi.Router {
 		r.With(requireScope(auth.ScopeCatalogAdmin)).Put("/catalog/{sku}", g.upsertCatalogItem)
 	})
 	r.NotFound(func(w http.ResponseWriter, _ *http.Request) {
-		writeProblem(w, &envelope.Problem{Type: "not-found", Title: "no such resource", Status: http.StatusNotFound})
+		writeProblem(w, &envelope.Problem{Type: "not-found", Title: "no such resource"})
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		w.Header().Set("Allow", strings.Join(allowedMethods(r, req.URL.Path), ", "))
-		writeProblem(w, &envelope.Problem{Type: "method-not-allowed", Title: "method not allowed", Status: http.StatusMethodNotAllowed})
+		writeProblem(w, &envelope.Problem{Type: "method-not-allowed", Title: "method not allowed"})
 	})
 	return r
 }
@@ -98,7 +99,7 @@ func allowedMethods(router chi.Routes, path string) []string {
 func requireWellFormedKey(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if keys := r.Header.Values("Idempotency-Key"); len(keys) > 1 || len(keys) == 1 && !idempotency.ValidKey(keys[0]) {
-			writeProblem(w, &envelope.Problem{Type: "malformed", Title: "invalid Idempotency-Key", Status: http.StatusBadRequest,
+			writeProblem(w, &envelope.Problem{Type: "malformed", Title: "invalid Idempotency-Key",
 				Detail: "send one Idempotency-Key of 1 to 255 visible ASCII characters"})
 			return
 		}
@@ -110,15 +111,15 @@ func (g *Gateway) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := g.cfg.Pool.Ping(ctx); err != nil {
-		writeProblem(w, &envelope.Problem{Type: "not-ready", Title: "database unavailable", Status: http.StatusServiceUnavailable})
+		writeProblem(w, &envelope.Problem{Type: "not-ready", Title: "database unavailable"})
 		return
 	}
 	if err := g.rr.Kafka().Ping(ctx); err != nil {
-		writeProblem(w, &envelope.Problem{Type: "not-ready", Title: "Kafka unavailable", Status: http.StatusServiceUnavailable})
+		writeProblem(w, &envelope.Problem{Type: "not-ready", Title: "Kafka unavailable"})
 		return
 	}
 	if err := g.commandTopicsExist(ctx); err != nil {
-		writeProblem(w, &envelope.Problem{Type: "not-ready", Title: "command topics unavailable", Status: http.StatusServiceUnavailable,
+		writeProblem(w, &envelope.Problem{Type: "not-ready", Title: "command topics unavailable",
 			Detail: err.Error() + ": run `abctl topics ensure` or start an aggregator, which creates them"})
 		return
 	}
@@ -160,7 +161,7 @@ func (g *Gateway) commandTopicsExist(ctx context.Context) error {
 // large, 400 when malformed, with a null, or with unknown fields.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) (json.RawMessage, bool) {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		writeProblem(w, &envelope.Problem{Type: "unsupported-media-type", Title: "send application/json", Status: http.StatusUnsupportedMediaType})
+		writeProblem(w, &envelope.Problem{Type: "unsupported-media-type", Title: "send application/json"})
 		return nil, false
 	}
 	// Two steps: into generic JSON first, where integral numbers written with
@@ -173,19 +174,19 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) (json.RawMessage,
 	if err := dec.Decode(&generic); err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			writeProblem(w, &envelope.Problem{Type: "too-large", Title: "request body too large", Status: http.StatusRequestEntityTooLarge,
+			writeProblem(w, &envelope.Problem{Type: "too-large", Title: "request body too large",
 				Detail: fmt.Sprintf("at most %d bytes", maxBody)})
 			return nil, false
 		}
-		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Status: http.StatusBadRequest, Detail: err.Error()})
+		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Detail: err.Error()})
 		return nil, false
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Status: http.StatusBadRequest, Detail: "trailing data after the JSON value"})
+		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Detail: "trailing data after the JSON value"})
 		return nil, false
 	}
 	if path, found := findNull(generic, "$"); found {
-		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Status: http.StatusBadRequest,
+		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body",
 			Detail: path + " is null: leave a member out instead"})
 		return nil, false
 	}
@@ -193,7 +194,7 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) (json.RawMessage,
 	strict := json.NewDecoder(bytes.NewReader(normalized))
 	strict.DisallowUnknownFields()
 	if err := strict.Decode(v); err != nil {
-		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Status: http.StatusBadRequest, Detail: err.Error()})
+		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "malformed JSON body", Detail: err.Error()})
 		return nil, false
 	}
 	return normalized, true
@@ -276,20 +277,20 @@ func pathID(w http.ResponseWriter, r *http.Request, name, what string) (string, 
 }
 
 func badID(w http.ResponseWriter, what, id string) {
-	writeProblem(w, &envelope.Problem{Type: "malformed", Title: "invalid " + what, Status: http.StatusBadRequest,
+	writeProblem(w, &envelope.Problem{Type: "malformed", Title: "invalid " + what,
 		Detail: fmt.Sprintf("%q: want 1 to 100 letters, digits, '-', '_', '.' or ':'", id)})
 }
 
 // internal logs err once, here at the edge, and answers 500 without details.
 func (g *Gateway) internal(w http.ResponseWriter, what string, err error) {
 	g.log.Error("internal error", "during", what, "err", err)
-	writeProblem(w, &envelope.Problem{Type: "internal", Title: "internal error", Status: http.StatusInternalServerError})
+	writeProblem(w, &envelope.Problem{Type: "internal", Title: "internal error"})
 }
 
+// writeProblem answers p with the status the problem table gives its type
+// (libs/pipeline/problem): one status per type, wherever it is raised.
 func writeProblem(w http.ResponseWriter, p *envelope.Problem) {
-	if p.Status == 0 {
-		p.Status = http.StatusInternalServerError
-	}
+	p.Status = problem.Status(p.Type)
 	w.Header().Set("Content-Type", envelope.ProblemJSON)
 	w.WriteHeader(p.Status)
 	_ = json.NewEncoder(w).Encode(p)

@@ -20,6 +20,6 @@ func rateLimit(perSecond int) func(http.Handler) http.Handler {
 			if w.Header().Get("Retry-After") == "" {
 				w.Header().Set("Retry-After", "1")
 			}
-			writeProblem(w, &envelope.Problem{Type: "rate-limited", Title: "too many requests for this tenant; retry after Retry-After", Status: http.StatusTooManyRequests})
+			writeProblem(w, &envelope.Problem{Type: "rate-limited", Title: "too many requests for this tenant; retry after Retry-After"})
 		}))
 }

@@ -30,7 +30,7 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query(); q.Has("minVersion") { // present but empty is malformed too
 		n, err := strconv.ParseInt(q.Get("minVersion"), 10, 64)
 		if err != nil || n < 0 {
-			writeProblem(w, &envelope.Problem{Type: "malformed", Title: "minVersion must be a non-negative integer", Status: http.StatusBadRequest})
+			writeProblem(w, &envelope.Problem{Type: "malformed", Title: "minVersion must be a non-negative integer"})
 			return
 		}
 		minVersion = n
@@ -52,7 +52,7 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 		body, version, err := view.GetOrder(context.WithoutCancel(ctx), g.cfg.Pool, tenantOf(r), id)
 		switch {
 		case errors.Is(err, view.ErrNotFound) && minVersion == 0:
-			writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found", Status: http.StatusNotFound})
+			writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found"})
 			return
 		case err != nil && !errors.Is(err, view.ErrNotFound):
 			g.unavailable(w, "order view", err)
@@ -66,10 +66,10 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ctx.Done():
 			if errors.Is(err, view.ErrNotFound) { // still no such order (of this tenant): not a version to wait for
-				writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found", Status: http.StatusNotFound})
+				writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found"})
 				return
 			}
-			writeProblem(w, &envelope.Problem{Type: "version-not-reached", Title: "the view has not reached that version yet", Status: http.StatusGatewayTimeout})
+			writeProblem(w, &envelope.Problem{Type: "version-not-reached", Title: "the view has not reached that version yet"})
 			return
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -111,7 +111,7 @@ func (g *Gateway) commandStatus(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !pending {
-		writeProblem(w, &envelope.Problem{Type: "command-not-found", Title: "unknown command", Status: http.StatusNotFound})
+		writeProblem(w, &envelope.Problem{Type: "command-not-found", Title: "unknown command"})
 		return
 	}
 	w.Header().Set("Retry-After", "1")
@@ -130,14 +130,14 @@ func (g *Gateway) validItems(w http.ResponseWriter, r *http.Request) {
 	if q.Has("limit") { // present but empty is malformed too
 		n, err := strconv.Atoi(q.Get("limit"))
 		if err != nil || n < 1 || n > view.MaxValidItems {
-			writeProblem(w, &envelope.Problem{Type: "malformed", Title: fmt.Sprintf("limit must be an integer from 1 to %d", view.MaxValidItems), Status: http.StatusBadRequest})
+			writeProblem(w, &envelope.Problem{Type: "malformed", Title: fmt.Sprintf("limit must be an integer from 1 to %d", view.MaxValidItems)})
 			return
 		}
 		limit = n
 	}
 	after := q.Get("after")
 	if !utf8.ValidString(after) || strings.ContainsRune(after, 0) { // no SKU has them; PostgreSQL refuses them
-		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "after must be a SKU: UTF-8 text without NUL", Status: http.StatusBadRequest})
+		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "after must be a SKU: UTF-8 text without NUL"})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
@@ -145,7 +145,7 @@ func (g *Gateway) validItems(w http.ResponseWriter, r *http.Request) {
 	body, err := view.ValidItemsPage(ctx, g.cfg.Pool, tenantOf(r), id, after, limit)
 	switch {
 	case errors.Is(err, view.ErrNotFound):
-		writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found", Status: http.StatusNotFound})
+		writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found"})
 	case err != nil:
 		g.unavailable(w, "order view", err)
 	default:

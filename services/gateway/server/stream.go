@@ -32,7 +32,7 @@ func (g *Gateway) streamOrder(w http.ResponseWriter, r *http.Request) {
 	if h := r.Header.Get("Last-Event-ID"); h != "" {
 		n, err := strconv.ParseInt(h, 10, 64)
 		if err != nil || n < 0 {
-			writeProblem(w, &envelope.Problem{Type: "malformed", Title: "Last-Event-ID must be a view version, a non-negative integer", Status: http.StatusBadRequest})
+			writeProblem(w, &envelope.Problem{Type: "malformed", Title: "Last-Event-ID must be a view version, a non-negative integer"})
 			return
 		}
 		resumeAfter = n
@@ -42,7 +42,7 @@ func (g *Gateway) streamOrder(w http.ResponseWriter, r *http.Request) {
 		defer func() { <-g.streams }()
 	default:
 		w.Header().Set("Retry-After", "1")
-		writeProblem(w, &envelope.Problem{Type: "overloaded", Title: "too many live views on this gateway; retry shortly", Status: http.StatusServiceUnavailable})
+		writeProblem(w, &envelope.Problem{Type: "overloaded", Title: "too many live views on this gateway; retry shortly"})
 		return
 	}
 	ctx := r.Context()
@@ -50,7 +50,7 @@ func (g *Gateway) streamOrder(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 	case errors.Is(err, view.ErrNotFound):
-		writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found", Status: http.StatusNotFound})
+		writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found"})
 		return
 	default:
 		g.unavailable(w, "order view", err)

@@ -3,23 +3,18 @@ package projector
 import (
 	"time"
 
+	"github.com/answerback/answerback/libs/pipeline/batchmetrics"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 var (
-	// batchSeconds times one batch's PostgreSQL transaction, retries not
-	// included, by whether it committed.
-	batchSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "answerback_projector_batch_seconds",
-		Help:    "Duration of one projector batch (one PostgreSQL transaction), by projection and result.",
-		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14), // 1 ms to 8 s
-	}, []string{"projection", "result"})
-	// batchRecords sizes a committed batch by the event records it held.
-	batchRecords = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "answerback_projector_batch_records",
-		Help:    "Event records in one committed projector batch, by projection.",
-		Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 to 1024
-	}, []string{"projection"})
+	// batches times each batch's PostgreSQL transaction, retries not
+	// included, by whether it committed, and sizes a committed one by the
+	// event records it held.
+	batches = batchmetrics.New("answerback_projector_batch", "projection",
+		"Duration of one projector batch (one PostgreSQL transaction), by projection and result.",
+		"Event records in one committed projector batch, by projection.")
 	// repliesSent counts replies the broker acknowledged.
 	repliesSent = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "answerback_projector_replies_sent_total",
@@ -27,7 +22,7 @@ var (
 	}, []string{"projection"})
 )
 
-func init() { prometheus.MustRegister(batchSeconds, batchRecords, repliesSent) }
+func init() { prometheus.MustRegister(append(batches.Collectors(), repliesSent)...) }
 
 // observeBatch records one batch of projection, of records events, begun at began.
 func observeBatch(projection string, began time.Time, records int, err error) {
@@ -35,8 +30,5 @@ func observeBatch(projection string, began time.Time, records int, err error) {
 	if err != nil {
 		result = "failed"
 	}
-	batchSeconds.WithLabelValues(projection, result).Observe(time.Since(began).Seconds())
-	if err == nil {
-		batchRecords.WithLabelValues(projection).Observe(float64(records))
-	}
+	batches.Observe(projection, began, result, err == nil, records)
 }

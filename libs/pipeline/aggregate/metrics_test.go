@@ -14,7 +14,7 @@ func TestObserveTransaction(t *testing.T) {
 	applied := func() float64 { return testutil.ToFloat64(commandsDecided.WithLabelValues(agg, outcomeApplied)) }
 	rejected := func() float64 { return testutil.ToFloat64(commandsDecided.WithLabelValues(agg, outcomeRejected)) }
 	a0, r0 := applied(), rejected()
-	sizes0 := testutil.CollectAndCount(transactionRecords)
+	sizes0 := testutil.CollectAndCount(transactions.Records)
 
 	observeTransaction(agg, time.Now(), true, map[string]int{outcomeApplied: 3, outcomeRejected: 1})
 	observeTransaction(agg, time.Now(), false, map[string]int{outcomeApplied: 5})
@@ -25,10 +25,10 @@ func TestObserveTransaction(t *testing.T) {
 	if got := rejected() - r0; got != 1 {
 		t.Errorf("rejected rose by %v, want 1", got)
 	}
-	if sizes0 == 0 && testutil.CollectAndCount(transactionRecords) != 1 {
+	if sizes0 == 0 && testutil.CollectAndCount(transactions.Records) != 1 {
 		t.Errorf("transaction size not observed")
 	}
-	if n := testutil.CollectAndCount(transactionSeconds, "answerback_aggregator_transaction_seconds"); n < 2 {
+	if n := testutil.CollectAndCount(transactions.Seconds, "answerback_aggregator_transaction_seconds"); n < 2 {
 		t.Errorf("%d duration series, want committed and aborted", n)
 	}
 }

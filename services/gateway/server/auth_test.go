@@ -171,7 +171,7 @@ func TestEveryV1RouteNeedsToken(t *testing.T) {
 	}
 }
 
-// routeTakes is the scope table of docs/ARCHITECTURE.md ("Security").
+// routeTakes is the scope table of docs/design/security.md ("Scopes").
 func routeTakes(method, route, scope string) bool {
 	switch {
 	case route == "/v1/commands/{commandId}":

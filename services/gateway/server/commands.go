@@ -23,7 +23,7 @@ import (
 	"github.com/answerback/answerback/libs/domain/view"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/pipeline/requestreply"
-	"github.com/answerback/answerback/services/gateway/idempotency"
+	"github.com/answerback/answerback/services/gateway/internal/idempotency"
 )
 
 func (g *Gateway) createOrder(w http.ResponseWriter, r *http.Request) {

@@ -23,7 +23,7 @@ import (
 	"github.com/answerback/answerback/libs/domain/orders"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/pipeline/problem"
-	"github.com/answerback/answerback/services/gateway/idempotency"
+	"github.com/answerback/answerback/services/gateway/internal/idempotency"
 )
 
 // maxBody bounds request bodies; larger ones are answered 413.

@@ -54,7 +54,7 @@ func init() {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "answerback_gateway_live_views",
 			Help: "Live views (GET /v1/orders/{id}/stream) being streamed.",
-		}, sumGateways(func(g *Gateway) int64 { return int64(g.hub.subscribers()) })),
+		}, sumGateways(func(g *Gateway) int64 { return int64(g.hub.Subscribers()) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "answerback_gateway_replies_late_total",
 			Help: "Replies that came after their request stopped waiting, dropped.",

@@ -27,7 +27,8 @@ import (
 	"github.com/answerback/answerback/libs/pipeline/requestreply"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 	"github.com/answerback/answerback/libs/projector"
-	"github.com/answerback/answerback/services/gateway/idempotency"
+	"github.com/answerback/answerback/services/gateway/internal/idempotency"
+	"github.com/answerback/answerback/services/gateway/internal/live"
 )
 
 // Config configures a Gateway.
@@ -125,7 +126,7 @@ type Gateway struct {
 
 	// Live views: the hub of change notices, a token per stream, and the
 	// context that ends every stream when the gateway shuts down.
-	hub        *hub
+	hub        *live.Hub
 	streams    chan struct{}
 	streamsCtx context.Context
 	endStreams context.CancelFunc
@@ -184,7 +185,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		knownSKUs: recent.Set{Window: 10 * time.Minute},
 		keys:      idempotency.Store{Pool: cfg.Pool, Logger: log},
 		inFlight:  make(chan struct{}, cfg.MaxInFlight),
-		hub:       newHub(cfg.Pool, ordersTopics.Events, readOrder, log),
+		hub:       live.NewHub(cfg.Pool, ordersTopics.Events, readOrder, WithTenant, log),
 		streams:   make(chan struct{}, cfg.MaxStreams), streamsCtx: streamsCtx, endStreams: endStreams,
 	}
 	track(g) // metrics.go: its live views and reply counters are exported
@@ -198,7 +199,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	defer g.wg.Done()
 	go func() { // owned by Run: ends with its context; Close waits for it
 		defer g.wg.Done()
-		g.hub.run(ctx)
+		g.hub.Run(ctx)
 	}()
 	go func() { // owned by Run: ends with its context; Close waits for it
 		defer g.wg.Done()

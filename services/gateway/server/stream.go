@@ -9,6 +9,7 @@ import (
 	"github.com/answerback/answerback/libs/domain/problems"
 	"github.com/answerback/answerback/libs/domain/view"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/services/gateway/internal/live"
 )
 
 // streamWriteTimeout bounds one write to a live-view client: a client that
@@ -59,8 +60,8 @@ func (g *Gateway) streamOrder(w http.ResponseWriter, r *http.Request) {
 	// Registered before catching up: a change that commits from now on
 	// comes through the hub, one before through the catch-up below.
 	stream := envelope.StreamKey(tenantOf(r), id) // the hub's name of this order
-	sub := g.hub.subscribe(stream, version)
-	defer g.hub.unsubscribe(sub)
+	sub := g.hub.Subscribe(stream, version)
+	defer g.hub.Unsubscribe(sub)
 
 	rc := http.NewResponseController(w)
 	_ = rc.SetWriteDeadline(time.Time{}) // the server's write timeout does not fit a stream
@@ -69,26 +70,26 @@ func (g *Gateway) streamOrder(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Accel-Buffering", "no") // nginx: do not buffer
 	w.WriteHeader(http.StatusOK)
 	sent := int64(-1)
-	write := func(f frame) bool {
-		if f.version <= sent {
+	write := func(f live.Frame) bool {
+		if f.Version <= sent {
 			return true // sent already (the hub and the catch-up overlap)
 		}
 		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-		if _, err := w.Write(f.bytes); err != nil {
+		if _, err := w.Write(f.Bytes); err != nil {
 			return false
 		}
-		sent = f.version
+		sent = f.Version
 		return rc.Flush() == nil
 	}
-	first := []frame{snapshotFrame(body, version)}
+	first := []live.Frame{live.SnapshotFrame(body, version)}
 	if resumeAfter >= 0 && resumeAfter <= version {
 		sent = resumeAfter
-		if first, err = g.hub.framesAfter(ctx, stream, resumeAfter); err != nil {
+		if first, err = g.hub.FramesAfter(ctx, stream, resumeAfter); err != nil {
 			g.log.Warn("live view: reading changes", "order", id, "err", err)
 			return
 		}
 	}
-	catchUp, err := g.hub.framesAfter(ctx, stream, version)
+	catchUp, err := g.hub.FramesAfter(ctx, stream, version)
 	if err != nil {
 		g.log.Warn("live view: reading changes", "order", id, "err", err)
 		return
@@ -102,11 +103,11 @@ func (g *Gateway) streamOrder(w http.ResponseWriter, r *http.Request) {
 	defer heartbeat.Stop()
 	for {
 		select {
-		case f := <-sub.frames:
+		case f := <-sub.Frames:
 			if !write(f) {
 				return
 			}
-		case <-sub.dropped:
+		case <-sub.Dropped:
 			g.log.Info("live view: client fell behind; dropped", "order", id, "version", sent)
 			return
 		case <-heartbeat.C:

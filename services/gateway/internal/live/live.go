@@ -1,4 +1,8 @@
-package server
+// Package live streams live views: it fans the projector's change notices
+// (PostgreSQL LISTEN on projector.ChangesChannel) out to the gateway's
+// subscribers of each aggregate as Server-Sent Event frames (the HTTP
+// handler is the server's stream.go).
+package live
 
 import (
 	"bytes"
@@ -16,60 +20,66 @@ import (
 	"github.com/answerback/answerback/libs/projector"
 )
 
-// streamBuffer bounds the frames waiting for one live-view subscriber; a
-// subscriber that falls this far behind is dropped (it resumes with
+// streamBuffer bounds the frames waiting for one live-view Subscriber; a
+// Subscriber that falls this far behind is dropped (it resumes with
 // Last-Event-ID) so that it never holds up the others.
 const streamBuffer = 32
 
-// frame is one Server-Sent Event, encoded, with the view version it carries.
-type frame struct {
-	version int64
-	bytes   []byte
+// Frame is one Server-Sent Event, encoded, with the view version it carries.
+type Frame struct {
+	Version int64
+	Bytes   []byte
 }
 
-// subscriber is one live view being streamed.
-type subscriber struct {
+// Subscriber is one live view being streamed.
+type Subscriber struct {
 	aggregate string
-	frames    chan frame
-	dropped   chan struct{} // closed when the hub drops it for falling behind
+	Frames    chan Frame
+	Dropped   chan struct{} // closed when the Hub drops it for falling behind
 }
 
-// hub fans the projector's change notices (PostgreSQL LISTEN on
-// projector.ChangesChannel) out to the live-view subscribers of this
+// Hub fans the projector's change notices (PostgreSQL LISTEN on
+// projector.ChangesChannel) out to the live-view Subscribers of this
 // gateway. Per notice it reads the new changes and the view once and hands
-// the same frames to every subscriber of the aggregate, without blocking:
-// a subscriber whose buffer is full is dropped.
-type hub struct {
+// the same frames to every Subscriber of the aggregate, without blocking:
+// a Subscriber whose buffer is full is dropped.
+type Hub struct {
 	pool  *pgxpool.Pool
 	topic string // the event topic whose aggregates are streamed
 	log   *slog.Logger
 	// read returns the view of an aggregate and its version. Aggregates are
-	// named by their envelope.StreamKey (tenant and ID) throughout the hub.
+	// named by their envelope.StreamKey (tenant and ID) throughout the Hub.
 	read func(ctx context.Context, id string) (json.RawMessage, int64, error)
+	// forTenant names the tenant a read is on behalf of (the tenant wall).
+	forTenant func(ctx context.Context, tenant string) context.Context
 
 	mu   sync.Mutex
 	aggs map[string]*aggregateSubs
 }
 
 type aggregateSubs struct {
-	subs map[*subscriber]struct{}
+	subs map[*Subscriber]struct{}
 	sent int64 // the highest version framed for them
 }
 
-func newHub(pool *pgxpool.Pool, topic string, read func(context.Context, string) (json.RawMessage, int64, error), log *slog.Logger) *hub {
-	return &hub{pool: pool, topic: topic, read: read, log: log, aggs: map[string]*aggregateSubs{}}
+// NewHub returns a hub of the changes to the aggregates of topic; read
+// returns an aggregate's view and version, forTenant names the tenant a
+// read is on behalf of. Run it.
+func NewHub(pool *pgxpool.Pool, topic string, read func(context.Context, string) (json.RawMessage, int64, error),
+	forTenant func(context.Context, string) context.Context, log *slog.Logger) *Hub {
+	return &Hub{pool: pool, topic: topic, read: read, forTenant: forTenant, log: log, aggs: map[string]*aggregateSubs{}}
 }
 
-// subscribe registers a subscriber of aggregate whose view is at version;
+// subscribe registers a Subscriber of aggregate whose view is at version;
 // the caller must then catch up from the change log itself (changes that
 // committed before it registered come in no notice) and call unsubscribe.
-func (h *hub) subscribe(aggregate string, version int64) *subscriber {
-	s := &subscriber{aggregate: aggregate, frames: make(chan frame, streamBuffer), dropped: make(chan struct{})}
+func (h *Hub) Subscribe(aggregate string, version int64) *Subscriber {
+	s := &Subscriber{aggregate: aggregate, Frames: make(chan Frame, streamBuffer), Dropped: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	a := h.aggs[aggregate]
 	if a == nil {
-		a = &aggregateSubs{subs: map[*subscriber]struct{}{}, sent: version}
+		a = &aggregateSubs{subs: map[*Subscriber]struct{}{}, sent: version}
 		h.aggs[aggregate] = a
 	}
 	a.sent = min(a.sent, version)
@@ -77,7 +87,7 @@ func (h *hub) subscribe(aggregate string, version int64) *subscriber {
 	return s
 }
 
-func (h *hub) unsubscribe(s *subscriber) {
+func (h *Hub) Unsubscribe(s *Subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if a := h.aggs[s.aggregate]; a != nil {
@@ -88,8 +98,8 @@ func (h *hub) unsubscribe(s *subscriber) {
 	}
 }
 
-// subscribers counts the live views being streamed.
-func (h *hub) subscribers() int {
+// Subscribers counts the live views being streamed.
+func (h *Hub) Subscribers() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
@@ -102,7 +112,7 @@ func (h *hub) subscribers() int {
 // run listens for change notices until ctx ends, reconnecting when the
 // connection drops; after a reconnection every streamed aggregate is
 // checked, since notices sent meanwhile were lost.
-func (h *hub) run(ctx context.Context) {
+func (h *Hub) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := h.listen(ctx)
 		if ctx.Err() != nil {
@@ -117,7 +127,7 @@ func (h *hub) run(ctx context.Context) {
 	}
 }
 
-func (h *hub) listen(ctx context.Context) error {
+func (h *Hub) listen(ctx context.Context) error {
 	conn, err := h.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -156,9 +166,9 @@ func (h *hub) listen(ctx context.Context) error {
 	}
 }
 
-// broadcast frames the changes of aggregate its subscribers have not been
+// broadcast frames the changes of aggregate its Subscribers have not been
 // sent and hands them over.
-func (h *hub) broadcast(ctx context.Context, aggregate string) {
+func (h *Hub) broadcast(ctx context.Context, aggregate string) {
 	h.mu.Lock()
 	a := h.aggs[aggregate]
 	var after int64
@@ -171,7 +181,7 @@ func (h *hub) broadcast(ctx context.Context, aggregate string) {
 	}
 	// Read on behalf of the aggregate's tenant (the tenant wall).
 	tenant, _, _ := envelope.SplitStreamKey(aggregate)
-	frames, err := h.framesAfter(WithTenant(ctx, tenant), aggregate, after)
+	frames, err := h.FramesAfter(h.forTenant(ctx, tenant), aggregate, after)
 	if err != nil {
 		h.log.Warn("live views: reading changes", "aggregate", aggregate, "err", err)
 		return
@@ -179,10 +189,10 @@ func (h *hub) broadcast(ctx context.Context, aggregate string) {
 	h.deliver(aggregate, frames)
 }
 
-// deliver hands frames to every subscriber of aggregate without blocking;
-// a subscriber whose buffer is full is dropped (its stream ends, and its
+// deliver hands frames to every Subscriber of aggregate without blocking;
+// a Subscriber whose buffer is full is dropped (its stream ends, and its
 // client resumes with Last-Event-ID), so a slow client never delays others.
-func (h *hub) deliver(aggregate string, frames []frame) {
+func (h *Hub) deliver(aggregate string, frames []Frame) {
 	if len(frames) == 0 {
 		return
 	}
@@ -192,15 +202,15 @@ func (h *hub) deliver(aggregate string, frames []frame) {
 	if a == nil {
 		return
 	}
-	a.sent = max(a.sent, frames[len(frames)-1].version)
+	a.sent = max(a.sent, frames[len(frames)-1].Version)
 	for s := range a.subs {
 		for _, f := range frames {
 			select {
-			case s.frames <- f:
+			case s.Frames <- f:
 				continue
 			default:
 			}
-			close(s.dropped)
+			close(s.Dropped)
 			delete(a.subs, s)
 			break
 		}
@@ -208,9 +218,9 @@ func (h *hub) deliver(aggregate string, frames []frame) {
 }
 
 // framesAfter frames the changes of aggregate after version after, the last
-// one with the view; a single snapshot frame when the log no longer has
+// one with the view; a single snapshot Frame when the log no longer has
 // them all.
-func (h *hub) framesAfter(ctx context.Context, aggregate string, after int64) ([]frame, error) {
+func (h *Hub) FramesAfter(ctx context.Context, aggregate string, after int64) ([]Frame, error) {
 	changes, complete, err := projector.Changes(ctx, h.pool, h.topic, aggregate, after)
 	if err != nil || len(changes) == 0 {
 		return nil, err
@@ -220,9 +230,9 @@ func (h *hub) framesAfter(ctx context.Context, aggregate string, after int64) ([
 		return nil, err
 	}
 	if !complete {
-		return []frame{snapshotFrame(view, version)}, nil
+		return []Frame{SnapshotFrame(view, version)}, nil
 	}
-	frames := make([]frame, 0, len(changes))
+	frames := make([]Frame, 0, len(changes))
 	for i, c := range changes {
 		var v json.RawMessage
 		if i == len(changes)-1 && version == c.Version {
@@ -243,14 +253,14 @@ type liveEvent struct {
 	Order   json.RawMessage `json:"order,omitempty"`
 }
 
-// snapshotFrame is the whole view: event "snapshot".
-func snapshotFrame(view json.RawMessage, version int64) frame {
+// SnapshotFrame is the whole view: event "snapshot".
+func SnapshotFrame(view json.RawMessage, version int64) Frame {
 	return encodeFrame(version, "snapshot", liveEvent{Version: version, Type: "snapshot", Order: view})
 }
 
 // changeFrame is one change: the event's name is the change type without
 // domain and version ("orders.item-added.v1" → "item-added").
-func changeFrame(c projector.Change, view json.RawMessage) frame {
+func changeFrame(c projector.Change, view json.RawMessage) Frame {
 	name := c.Type
 	if parts := strings.Split(c.Type, "."); len(parts) == 3 {
 		name = parts[1]
@@ -259,9 +269,9 @@ func changeFrame(c projector.Change, view json.RawMessage) frame {
 	return encodeFrame(c.Version, name, liveEvent{Version: c.Version, Type: c.Type, Data: c.Data, Time: &at, Order: view})
 }
 
-func encodeFrame(version int64, event string, data liveEvent) frame {
+func encodeFrame(version int64, event string, data liveEvent) Frame {
 	var b bytes.Buffer
 	body, _ := json.Marshal(data) // plain types: cannot fail
 	fmt.Fprintf(&b, "id: %d\nevent: %s\ndata: %s\n\n", version, event, body)
-	return frame{version: version, bytes: b.Bytes()}
+	return Frame{Version: version, Bytes: b.Bytes()}
 }

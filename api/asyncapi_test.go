@@ -16,8 +16,10 @@ import (
 	"github.com/answerback/answerback/api"
 	"github.com/answerback/answerback/libs/domain/catalog"
 	"github.com/answerback/answerback/libs/domain/orders"
+	_ "github.com/answerback/answerback/libs/domain/problems" // defines the domain's problem types
 	"github.com/answerback/answerback/libs/pipeline/dlq"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/problem"
 	"github.com/answerback/answerback/libs/pipeline/registry"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 )
@@ -325,4 +327,27 @@ func TestAsyncAPIPayloads(t *testing.T) {
 	}
 	sameNames(t, "problem", d.propertyNames(d.message(t, d.channel(t, "orders.outcomes"), "outcome")["payload"]), jsonFields(envelope.Problem{}))
 	sameNames(t, "gateway entry", d.propertyNames(d.message(t, d.channel(t, topics.GatewayRegistry("")), "gateway-announcement")["payload"]), jsonFields(registry.Entry{}))
+}
+
+// TestAsyncAPIProblemTypes: the Problem schema's type enum is exactly the
+// problem table's types that a command's rejection can carry.
+func TestAsyncAPIProblemTypes(t *testing.T) {
+	doc := loadAsyncAPI(t)
+	raw, ok := doc.get(doc.root, "components", "schemas", "Problem", "properties", "type", "enum").([]any)
+	if !ok {
+		t.Fatal("asyncapi.yaml: Problem.type has no enum")
+	}
+	var listed, want []string
+	for _, v := range raw {
+		listed = append(listed, fmt.Sprint(v))
+	}
+	for _, typ := range problem.All() {
+		if typ.Rejection {
+			want = append(want, typ.Name)
+		}
+	}
+	slices.Sort(listed)
+	if !slices.Equal(listed, want) {
+		t.Errorf("asyncapi.yaml lists the rejection problem types %v; the problem table has %v", listed, want)
+	}
 }

@@ -42,15 +42,15 @@ const (
 
 func init() {
 	problem.Define(
-		problem.Type{Name: OrderNotFound, Title: "order not found", Status: http.StatusNotFound},
-		problem.Type{Name: OrderExists, Title: "an order with this ID exists", Status: http.StatusConflict},
-		problem.Type{Name: OrderNotOpen, Title: "the order is no longer open", Status: http.StatusConflict},
-		problem.Type{Name: EmptyOrder, Title: "an order without lines cannot be submitted", Status: http.StatusUnprocessableEntity},
-		problem.Type{Name: QuantityOutOfRange, Title: "quantity out of range", Status: http.StatusUnprocessableEntity},
-		problem.Type{Name: LineLimit, Title: "the order has the most lines it may", Status: http.StatusUnprocessableEntity},
-		problem.Type{Name: LineNotFound, Title: "the order has no line for this SKU", Status: http.StatusUnprocessableEntity},
-		problem.Type{Name: UnknownSKU, Title: "unknown SKU", Status: http.StatusUnprocessableEntity},
-		problem.Type{Name: InvalidItem, Title: "invalid catalog item", Status: http.StatusUnprocessableEntity},
+		problem.Type{Name: OrderNotFound, Title: "order not found", Status: http.StatusNotFound, Rejection: true},
+		problem.Type{Name: OrderExists, Title: "an order with this ID exists", Status: http.StatusConflict, Rejection: true},
+		problem.Type{Name: OrderNotOpen, Title: "the order is no longer open", Status: http.StatusConflict, Rejection: true},
+		problem.Type{Name: EmptyOrder, Title: "an order without lines cannot be submitted", Status: http.StatusUnprocessableEntity, Rejection: true},
+		problem.Type{Name: QuantityOutOfRange, Title: "quantity out of range", Status: http.StatusUnprocessableEntity, Rejection: true},
+		problem.Type{Name: LineLimit, Title: "the order has the most lines it may", Status: http.StatusUnprocessableEntity, Rejection: true},
+		problem.Type{Name: LineNotFound, Title: "the order has no line for this SKU", Status: http.StatusUnprocessableEntity, Rejection: true},
+		problem.Type{Name: UnknownSKU, Title: "unknown SKU", Status: http.StatusUnprocessableEntity, Rejection: true},
+		problem.Type{Name: InvalidItem, Title: "invalid catalog item", Status: http.StatusUnprocessableEntity, Rejection: true},
 	)
 }
 

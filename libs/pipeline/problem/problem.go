@@ -29,6 +29,10 @@ type Type struct {
 	// DeadLetter is the reason a dead-letter record gives when this problem
 	// sends a record there; "" when it never does.
 	DeadLetter string
+	// Rejection says the type can be a command's rejection: in a reply, a
+	// recorded outcome and the outcomes topic (the AsyncAPI document lists
+	// these), not only in an HTTP answer.
+	Rejection bool
 }
 
 // The pipeline's and the HTTP layer's problem types.
@@ -60,26 +64,28 @@ var (
 )
 
 func init() {
-	Define(
-		Type{Malformed, "malformed request", http.StatusBadRequest, ""},
-		Type{TooLarge, "request body too large", http.StatusRequestEntityTooLarge, ""},
-		Type{UnsupportedMediaType, "send application/json", http.StatusUnsupportedMediaType, ""},
-		Type{NotFound, "no such resource", http.StatusNotFound, ""},
-		Type{MethodNotAllowed, "method not allowed", http.StatusMethodNotAllowed, ""},
-		Type{Unauthorized, "a valid bearer token is required", http.StatusUnauthorized, ""},
-		Type{Forbidden, "the token lacks the scope this route needs", http.StatusForbidden, ""},
-		Type{RateLimited, "too many requests for this tenant; retry after Retry-After", http.StatusTooManyRequests, ""},
-		Type{Overloaded, "too many requests waiting on this gateway; retry shortly", http.StatusServiceUnavailable, ""},
-		Type{Unavailable, "a dependency is unavailable; retry shortly", http.StatusServiceUnavailable, ""},
-		Type{NotReady, "not ready to serve", http.StatusServiceUnavailable, ""},
-		Type{Internal, "internal error", http.StatusInternalServerError, ""},
-		Type{IdempotencyKeyReused, "this Idempotency-Key was used for another request", http.StatusUnprocessableEntity, ""},
-		Type{CommandNotFound, "unknown command", http.StatusNotFound, ""},
-		Type{VersionNotReached, "the view has not reached that version yet", http.StatusGatewayTimeout, ""},
-		Type{VersionMismatch, "the expected version is not the aggregate's", http.StatusPreconditionFailed, ""},
-		Type{InvalidCommand, "the command's data is malformed or invalid", http.StatusUnprocessableEntity, ""},
-		Type{UnknownCommand, "unknown command type", http.StatusBadRequest, "unknown command type"},
-		Type{StaleCommand, "command too old to be applied safely", http.StatusConflict, "stale command"},
+	Define( // answered over HTTP only
+		Type{Name: Malformed, Title: "malformed request", Status: http.StatusBadRequest},
+		Type{Name: TooLarge, Title: "request body too large", Status: http.StatusRequestEntityTooLarge},
+		Type{Name: UnsupportedMediaType, Title: "send application/json", Status: http.StatusUnsupportedMediaType},
+		Type{Name: NotFound, Title: "no such resource", Status: http.StatusNotFound},
+		Type{Name: MethodNotAllowed, Title: "method not allowed", Status: http.StatusMethodNotAllowed},
+		Type{Name: Unauthorized, Title: "a valid bearer token is required", Status: http.StatusUnauthorized},
+		Type{Name: Forbidden, Title: "the token lacks the scope this route needs", Status: http.StatusForbidden},
+		Type{Name: RateLimited, Title: "too many requests for this tenant; retry after Retry-After", Status: http.StatusTooManyRequests},
+		Type{Name: Overloaded, Title: "too many requests waiting on this gateway; retry shortly", Status: http.StatusServiceUnavailable},
+		Type{Name: Unavailable, Title: "a dependency is unavailable; retry shortly", Status: http.StatusServiceUnavailable},
+		Type{Name: NotReady, Title: "not ready to serve", Status: http.StatusServiceUnavailable},
+		Type{Name: IdempotencyKeyReused, Title: "this Idempotency-Key was used for another request", Status: http.StatusUnprocessableEntity},
+		Type{Name: CommandNotFound, Title: "unknown command", Status: http.StatusNotFound},
+		Type{Name: VersionNotReached, Title: "the view has not reached that version yet", Status: http.StatusGatewayTimeout},
+	)
+	Define( // also a command's rejection
+		Type{Name: Internal, Title: "internal error", Status: http.StatusInternalServerError, Rejection: true},
+		Type{Name: VersionMismatch, Title: "the expected version is not the aggregate's", Status: http.StatusPreconditionFailed, Rejection: true},
+		Type{Name: InvalidCommand, Title: "the command's data is malformed or invalid", Status: http.StatusUnprocessableEntity, Rejection: true},
+		Type{Name: UnknownCommand, Title: "unknown command type", Status: http.StatusBadRequest, DeadLetter: "unknown command type", Rejection: true},
+		Type{Name: StaleCommand, Title: "command too old to be applied safely", Status: http.StatusConflict, DeadLetter: "stale command", Rejection: true},
 	)
 }
 

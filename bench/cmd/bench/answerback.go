@@ -184,7 +184,7 @@ func startBaseline(ctx context.Context, e *env, cfg config, log *slog.Logger) (*
 	sys, err := startAnswerback(ctx, e, cfg, l, log)
 	if err != nil {
 		removeTree()
-		return nil, fmt.Errorf("Answerback at %s: %w", cfg.baseline, err)
+		return nil, fmt.Errorf("the baseline %s: %w", cfg.baseline, err)
 	}
 	stop := sys.stop
 	sys.stop = func() { stop(); removeTree() }

@@ -89,7 +89,7 @@ func run(ctx context.Context, cfg settings, out io.Writer) error {
 	go func() { routed <- client.Run(runCtx) }() // the reply router: ended below
 	defer func() {
 		stopRouting()
-		_ = <-routed // nil: Run ends with its context
+		_ = <-routed                                       // nil: Run ends with its context
 		_ = client.Close(context.WithoutCancel(ctx), true) // deletes the reply topic
 	}()
 

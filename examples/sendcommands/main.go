@@ -89,7 +89,9 @@ func run(ctx context.Context, cfg settings, out io.Writer) error {
 	go func() { routed <- client.Run(runCtx) }() // the reply router: ended below
 	defer func() {
 		stopRouting()
-		_ = <-routed                                       // nil: Run ends with its context
+		if err := <-routed; err != nil {
+			fmt.Fprintln(os.Stderr, "sendcommands: reply router:", err)
+		}
 		_ = client.Close(context.WithoutCancel(ctx), true) // deletes the reply topic
 	}()
 

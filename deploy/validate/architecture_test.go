@@ -206,7 +206,7 @@ func TestArchitecturePathRule(t *testing.T) {
 func docRepoPath(span string, top map[string]bool) (string, bool) {
 	p := strings.TrimPrefix(span, "./")
 	if !strings.Contains(p, "/") || strings.IndexFunc(p, func(r rune) bool {
-		return !(r < unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsDigit(r) || strings.ContainsRune("._-/", r)))
+		return r >= unicode.MaxASCII || !unicode.IsLetter(r) && !unicode.IsDigit(r) && !strings.ContainsRune("._-/", r)
 	}) >= 0 {
 		return "", false
 	}

@@ -95,7 +95,7 @@ func TestProjectsOnceAndReplies(t *testing.T) {
 			var n int
 			err := pg.Pool.QueryRow(ctx, `SELECT count(*) FROM command_outcomes`).Scan(&n)
 			if err != nil || n != want {
-				return fmt.Errorf("%d outcomes recorded (%v), want %d", n, err, want)
+				return fmt.Errorf("%d outcomes recorded, want %d (%w)", n, want, err)
 			}
 			return nil
 		})

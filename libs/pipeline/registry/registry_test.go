@@ -150,7 +150,7 @@ func waitFor(t *testing.T, ctx context.Context, cl *kgo.Client, prefix, what str
 	testenv.Eventually(t, 10*time.Second, 50*time.Millisecond, func() error {
 		got, err := Read(ctx, cl, prefix)
 		if err != nil || !cond(got) {
-			return fmt.Errorf("waiting for %s: registry %+v, %v", what, got, err)
+			return fmt.Errorf("waiting for %s: registry %+v, %w", what, got, err)
 		}
 		return nil
 	})

@@ -160,7 +160,7 @@ func TestSendAndStatus(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, 20*time.Millisecond, func() error {
 		st, err := c.Status(ctx, "acme", res.CommandID)
 		if err != nil || st.Outcome == nil {
-			return fmt.Errorf("the command sent without waiting is not decided: %+v, %v", st, err)
+			return fmt.Errorf("the command sent without waiting is not decided: %+v, %w", st, err)
 		}
 		if st.Outcome.Version != 5 || st.Outcome.CommandID != res.CommandID {
 			t.Errorf("status once decided: %+v", st.Outcome)

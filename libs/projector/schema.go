@@ -2,10 +2,8 @@ package projector
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -90,26 +88,22 @@ func EnsureSchema(ctx context.Context, db interface {
 // error as requestreply's, so that either test holds.
 var ErrNoOutcome = requestreply.ErrNoOutcome
 
-// Outcome is what the view recorded for a command.
-type Outcome struct {
-	CommandID   string
-	AggregateID string
-	Version     int64
-	Outcome     envelope.Outcome
-	Reply       json.RawMessage
-	AppliedAt   time.Time
+// OutcomeStore reads the recorded outcomes from DB (a pool, a connection or
+// a transaction): requestreply.Client's fallback when a reply is lost, and
+// the command status any gateway answers.
+type OutcomeStore struct {
+	DB interface {
+		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	}
 }
 
-// LookupOutcome returns the recorded outcome of tenant's command commandID,
-// or ErrNoOutcome (also when the command is another tenant's). The gateway
-// calls it when a reply did not arrive in time.
-func LookupOutcome(ctx context.Context, q interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}, tenant, commandID string) (Outcome, error) {
-	o := Outcome{CommandID: commandID}
+// Outcome returns the recorded outcome of tenant's command commandID, or
+// ErrNoOutcome (also when the command is another tenant's).
+func (s OutcomeStore) Outcome(ctx context.Context, tenant, commandID string) (requestreply.Outcome, error) {
+	o := requestreply.Outcome{CommandID: commandID}
 	var outcome string
-	err := q.QueryRow(ctx, `SELECT aggregate_id, version, outcome, reply, applied_at FROM command_outcomes WHERE command_id = $1 AND tenant = $2`, commandID, tenant).
-		Scan(&o.AggregateID, &o.Version, &outcome, &o.Reply, &o.AppliedAt)
+	err := s.DB.QueryRow(ctx, `SELECT aggregate_id, version, outcome, reply, applied_at FROM command_outcomes WHERE command_id = $1 AND tenant = $2`, commandID, tenant).
+		Scan(&o.AggregateID, &o.Version, &outcome, &o.Reply, &o.DecidedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return o, ErrNoOutcome
 	}
@@ -118,19 +112,4 @@ func LookupOutcome(ctx context.Context, q interface {
 	}
 	o.Outcome = envelope.Outcome(outcome)
 	return o, nil
-}
-
-// OutcomeStore reads the recorded outcomes from DB (a pool, a connection or
-// a transaction): requestreply.Client's fallback when a reply is lost.
-type OutcomeStore struct {
-	DB interface {
-		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	}
-}
-
-// Outcome returns tenant's command's outcome, or ErrNoOutcome.
-func (s OutcomeStore) Outcome(ctx context.Context, tenant, commandID string) (requestreply.Outcome, error) {
-	o, err := LookupOutcome(ctx, s.DB, tenant, commandID)
-	return requestreply.Outcome{CommandID: o.CommandID, AggregateID: o.AggregateID, Outcome: o.Outcome, Version: o.Version,
-		Reply: o.Reply, DecidedAt: o.AppliedAt}, err
 }

@@ -53,7 +53,3 @@ func init() {
 		problem.Type{Name: InvalidItem, Title: "invalid catalog item", Status: http.StatusUnprocessableEntity, Rejection: true},
 	)
 }
-
-// HTTPStatus returns the HTTP status the problem table gives problemType;
-// 500 for a type it does not hold.
-func HTTPStatus(problemType string) int { return problem.Status(problemType) }

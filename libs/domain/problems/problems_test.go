@@ -1,8 +1,14 @@
 package problems
 
-import "testing"
+import (
+	"testing"
 
-func TestHTTPStatus(t *testing.T) {
+	"github.com/answerback/answerback/libs/pipeline/problem"
+)
+
+// TestStatuses: the problem table answers the domain's types, and the
+// pipeline's it names, with these statuses.
+func TestStatuses(t *testing.T) {
 	for typ, want := range map[string]int{
 		OrderNotFound:      404,
 		OrderExists:        409,
@@ -20,8 +26,8 @@ func TestHTTPStatus(t *testing.T) {
 		"":                 500,
 		"something-else":   500,
 	} {
-		if got := HTTPStatus(typ); got != want {
-			t.Errorf("HTTPStatus(%q) = %d, want %d", typ, got, want)
+		if got := problem.Status(typ); got != want {
+			t.Errorf("problem.Status(%q) = %d, want %d", typ, got, want)
 		}
 	}
 }

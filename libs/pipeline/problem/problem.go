@@ -12,6 +12,7 @@
 package problem
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"slices"
@@ -127,11 +128,6 @@ func All() []Type {
 	for _, t := range table {
 		out = append(out, t)
 	}
-	slices.SortFunc(out, func(a, b Type) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(out, func(a, b Type) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }

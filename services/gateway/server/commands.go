@@ -233,8 +233,7 @@ func (g *Gateway) writeReply(w http.ResponseWriter, reply envelope.Reply, aggreg
 			g.internal(w, "rejection", err)
 			return
 		}
-		p.Status = problems.HTTPStatus(p.Type)
-		writeProblem(w, &p)
+		writeProblem(w, &p) // with the table's status for its type
 		return
 	}
 	if okStatus == http.StatusCreated {

@@ -19,6 +19,7 @@ import (
 	"github.com/answerback/answerback/libs/domain/problems"
 	"github.com/answerback/answerback/libs/domain/view"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/problem"
 )
 
 func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
@@ -94,7 +95,7 @@ func (g *Gateway) commandStatus(w http.ResponseWriter, r *http.Request) {
 		if outcome.Outcome == envelope.Rejected {
 			var p envelope.Problem
 			if json.Unmarshal(outcome.Reply, &p) == nil {
-				p.Status = problems.HTTPStatus(p.Type)
+				p.Status = problem.Status(p.Type)
 			}
 			status["problem"] = p
 		} else {

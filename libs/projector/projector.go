@@ -186,6 +186,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	r.cl = cl
 	// With BlockRebalanceOnPoll, leaving the group waits for AllowRebalance.
 	defer cl.CloseAllowingRebalance()
+	// A graceful stop first delivers the replies of the batches it committed:
+	// their waiters are answered now, not from the recorded outcome later.
+	defer r.flushReplies()
 	r.log.Info("projector started", "group", r.cfg.Group, "topics", topics)
 	for {
 		fetches := cl.PollRecords(ctx, r.cfg.MaxPollRecords)
@@ -202,6 +205,19 @@ func (r *Runtime) Run(ctx context.Context) error {
 			r.pruneChanges(ctx)
 		}
 		cl.AllowRebalance()
+	}
+}
+
+// replyFlushTimeout bounds how long a stopping projector waits for the
+// replies it has yet to deliver; past it, their waiters read the outcome.
+const replyFlushTimeout = 5 * time.Second
+
+// flushReplies waits, at most replyFlushTimeout, for the replies produced.
+func (r *Runtime) flushReplies() {
+	ctx, cancel := context.WithTimeout(context.Background(), replyFlushTimeout)
+	defer cancel()
+	if err := r.cl.Flush(ctx); err != nil {
+		r.log.Warn("replies not all delivered before stopping; their waiters will read the outcome", "err", err)
 	}
 }
 
@@ -242,7 +258,8 @@ func (r *Runtime) processWithRetry(ctx context.Context, records []*kgo.Record) {
 			for _, reply := range replies {
 				// The reply carries its event's trace context (applyOne).
 				_, span := tracing.StartProducer(tracing.Extract(ctx, reply), "reply", reply, tracing.AttrCommandID.String(string(reply.Key)))
-				r.cl.Produce(ctx, reply, func(rec *kgo.Record, err error) {
+				// Not ended by a stop: flushReplies delivers it first.
+				r.cl.Produce(context.WithoutCancel(ctx), reply, func(rec *kgo.Record, err error) {
 					tracing.End(span, err)
 					if err != nil {
 						r.log.Warn("reply not sent; the gateway will read the outcome from the view", "topic", rec.Topic, "err", err)

@@ -19,7 +19,8 @@ import (
 // TestProjectsOnceAndReplies: the projector applies each event once — also
 // across a restart, which resumes from the offsets it committed with the
 // view — records every command's outcome, sends the reply to the gateway
-// waiting for it, and dead-letters an event its projection refuses for good.
+// waiting for it (a graceful stop right after a commit still delivers the
+// batch's replies), and dead-letters an event its projection refuses for good.
 func TestProjectsOnceAndReplies(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/answerback/answerback/libs/auth"
+	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/libs/testenv"
 	aggapp "github.com/answerback/answerback/services/aggregator/app"
 	"github.com/answerback/answerback/services/gateway/server"
@@ -28,25 +29,21 @@ func TestGatewayNotReadyUntilCommandTopicsExist(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		verifier, err := key.Verifier()
-		if err != nil {
-			t.Fatal(err)
-		}
 		prefix := k.Prefix + "."
-		gw, err := server.New(ctx, server.Config{
-			InstanceID: "ready-" + k.Prefix, Brokers: k.Seeds, TopicPrefix: prefix, Pool: pg.Pool,
-			Auth: verifier, Logger: testLogger(t),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		serveCtx, stop := context.WithCancel(context.Background())
 		served := make(chan struct{})
-		go func() { defer close(served); _ = server.ServeListener(serveCtx, gw, ln) }()
+		go func() { // ended by the cleanup
+			defer close(served)
+			err := service.Launch(serveCtx, server.Binary(server.Embedded{Pool: pg.Pool, Listener: ln}),
+				gatewayArgs(t, k, prefix, "ready-"+k.Prefix, key), service.InProcess{Log: testLogger(t)})
+			if err != nil {
+				t.Errorf("gateway: %v", err)
+			}
+		}()
 		t.Cleanup(func() { stop(); <-served })
 		ready := "http://" + ln.Addr().String() + "/readyz"
 

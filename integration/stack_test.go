@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/answerback/answerback/libs/domain/database"
 	"github.com/answerback/answerback/libs/pipeline/aggregate"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/libs/pipeline/topics"
 	"github.com/answerback/answerback/libs/projector"
 	"github.com/answerback/answerback/libs/testenv"
@@ -90,10 +92,6 @@ func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	verifier, err := key.Verifier()
-	if err != nil {
-		t.Fatal(err)
-	}
 	s.key, s.token = key, s.mint(key, testTenant)
 	if err := aggapp.EnsureTopics(ctx, k.Seeds, s.prefix, 3); err != nil {
 		t.Fatal(err)
@@ -105,19 +103,17 @@ func startStack(t testing.TB, k *testenv.Kafka, opts stackOptions) *stack {
 		s.gatewayPool = s.walledPool(ctx)
 	}
 	for i := range opts.gateways {
-		gw, err := server.New(ctx, server.Config{
-			InstanceID: fmt.Sprintf("gw%d-%s", i+1, k.Prefix), Brokers: k.Seeds, TopicPrefix: s.prefix, Pool: s.gatewayPool,
-			DefaultWait: opts.replyWait, MaxWait: 30 * time.Second, MaxInFlight: opts.maxInFlight, Auth: verifier, Logger: testLogger(t),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.gateways = append(s.gateways, "http://"+ln.Addr().String())
-		s.run(fmt.Sprintf("gateway-%d", i+1), func(ctx context.Context) { _ = server.ServeListener(ctx, gw, ln) })
+		args := gatewayArgs(t, k, s.prefix, fmt.Sprintf("gw%d-%s", i+1, k.Prefix), key, "-reply-wait="+opts.replyWait.String())
+		if opts.maxInFlight > 0 {
+			args = append(args, fmt.Sprint("-max-in-flight=", opts.maxInFlight))
+		}
+		name := fmt.Sprintf("gateway-%d", i+1)
+		s.launch(name, server.Binary(server.Embedded{Pool: s.gatewayPool, Listener: ln}), args, nil)
 	}
 	t.Cleanup(s.stopAll)
 	return s
@@ -205,6 +201,38 @@ func (s *stack) mustSetUp(want int, method, path string, body any) response {
 	return r
 }
 
+// gatewayArgs are the settings of a gateway under test: the test's Kafka,
+// the instance's name, and the development key trusted as the token
+// issuer through its key set file, as a deployment trusts its issuer's.
+func gatewayArgs(t testing.TB, k *testenv.Kafka, prefix, instance string, key *auth.DevKey, extra ...string) []string {
+	t.Helper()
+	jwks := filepath.Join(t.TempDir(), "jwks.json")
+	if _, err := key.WriteJWKS(jwks); err != nil {
+		t.Fatal(err)
+	}
+	return append([]string{"-kafka-brokers=" + strings.Join(k.Seeds, ","), "-topic-prefix=" + prefix, "-instance-id=" + instance,
+		"-auth-jwks-file=" + jwks, "-auth-issuer=" + auth.DevIssuer, "-auth-audience=" + auth.DevAudience}, extra...)
+}
+
+// launch runs a service binary in this process (service.Launch) under
+// name; a failure fails the test, except one that retry says to start
+// again after, as a supervisor would.
+func (s *stack) launch(name string, b service.Binary, args []string, retry func(error) bool, kafkaOpts ...kgo.Opt) {
+	s.run(name, func(ctx context.Context) {
+		for {
+			err := service.Launch(ctx, b, args, service.InProcess{Log: testLogger(s.t), KafkaOpts: kafkaOpts})
+			if err != nil && ctx.Err() == nil && retry != nil && retry(err) {
+				continue
+			}
+			stopped := ctx.Err() != nil && errors.Is(err, context.Canceled) // stopped by the stack
+			if err != nil && !stopped {
+				s.t.Errorf("%s: %v", name, err)
+			}
+			return
+		}
+	})
+}
+
 func (s *stack) run(name string, f func(ctx context.Context)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &component{cancel: cancel, done: make(chan struct{})}
@@ -243,30 +271,23 @@ func (s *stack) stopAll() {
 func (s *stack) startAggregator(instance string) { s.startAggregatorDrain(instance, 0) }
 
 // startAggregatorDrain starts an in-process aggregator; a negative drain
-// makes stopping it abort the transaction in hand, as a crash would.
+// makes stopping it abort the transaction in hand, as a crash would. As a
+// supervisor does, it restarts an instance that stopped because it was
+// fenced.
 func (s *stack) startAggregatorDrain(instance string, drain time.Duration) {
-	s.run("aggregator-"+instance, func(ctx context.Context) {
-		for { // as a supervisor does, restart an instance that stopped because it was fenced
-			err := aggapp.Run(ctx, aggapp.Config{Brokers: s.k.Seeds, TopicPrefix: s.prefix, InstanceID: instance, ShutdownDrain: drain, Logger: testLogger(s.t), ClientOpts: s.aggregatorOpts})
-			if errors.Is(err, aggregate.ErrProducerFenced) && ctx.Err() == nil {
-				s.fencedRestarts.Add(1)
-				continue
-			}
-			if err != nil {
-				s.t.Errorf("aggregator %s: %v", instance, err)
-			}
-			return
+	args := []string{"-kafka-brokers=" + strings.Join(s.k.Seeds, ","), "-topic-prefix=" + s.prefix, "-instance-id=" + instance}
+	s.launch("aggregator-"+instance, aggapp.Binary(aggapp.Embedded{ShutdownDrain: drain}), args, func(err error) bool {
+		if errors.Is(err, aggregate.ErrProducerFenced) {
+			s.fencedRestarts.Add(1)
+			return true
 		}
-	})
+		return false
+	}, s.aggregatorOpts...)
 }
 
 func (s *stack) startProjector() {
-	s.run("projector", func(ctx context.Context) {
-		err := projapp.Run(ctx, projapp.Config{Brokers: s.k.Seeds, TopicPrefix: s.prefix, Pool: s.pg.Pool, Logger: testLogger(s.t), Faults: &s.faults})
-		if err != nil && ctx.Err() == nil {
-			s.t.Errorf("projector: %v", err)
-		}
-	})
+	args := []string{"-kafka-brokers=" + strings.Join(s.k.Seeds, ","), "-topic-prefix=" + s.prefix}
+	s.launch("projector", projapp.Binary(projapp.Embedded{Pool: s.pg.Pool, Faults: &s.faults}), args, nil)
 }
 
 func (s *stack) topics(domain string) topics.Names { return topics.For(s.prefix, domain) }

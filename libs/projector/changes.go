@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 )
@@ -96,14 +97,44 @@ func Changes(ctx context.Context, q querier, topic, stream string, after int64) 
 	return changes, complete, nil
 }
 
-// pruneChanges deletes changes older than ChangeRetention, at most every
-// ten minutes.
-func (r *Runtime) pruneChanges(ctx context.Context) {
+// prune deletes, at most every ten minutes, the changes older than
+// ChangeRetention and the outcomes older than Config.OutcomeRetention.
+func (r *Runtime) prune(ctx context.Context) {
 	if time.Since(r.pruned) < 10*time.Minute {
 		return
 	}
 	r.pruned = time.Now()
 	if _, err := r.cfg.Pool.Exec(ctx, `DELETE FROM view_changes WHERE at < now() - $1::interval`, ChangeRetention.String()); err != nil {
 		r.log.Warn("pruning the change log", "err", err)
+	}
+	deleted, err := pruneOutcomes(ctx, r.cfg.Pool, r.cfg.OutcomeRetention, outcomesPruneBatch)
+	if err != nil {
+		r.log.Warn("pruning the recorded outcomes", "err", err, "deleted", deleted)
+	} else if deleted > 0 {
+		r.log.Info("recorded outcomes pruned", "deleted", deleted, "retention", r.cfg.OutcomeRetention)
+	}
+}
+
+// outcomesPruneBatch is how many outcomes one DELETE removes: short
+// statements, so that pruning a backlog never holds locks or a snapshot for
+// long.
+const outcomesPruneBatch = 5000
+
+// pruneOutcomes deletes the outcomes recorded more than retention ago, batch
+// rows per statement, until none is left or ctx ends, and returns how many
+// it deleted.
+func pruneOutcomes(ctx context.Context, db interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}, retention time.Duration, batch int) (deleted int64, err error) {
+	for {
+		tag, err := db.Exec(ctx, `DELETE FROM command_outcomes WHERE command_id IN (
+			SELECT command_id FROM command_outcomes WHERE applied_at < now() - $1::interval LIMIT $2)`, retention.String(), batch)
+		if err != nil {
+			return deleted, err
+		}
+		deleted += tag.RowsAffected()
+		if tag.RowsAffected() < int64(batch) {
+			return deleted, nil
+		}
 	}
 }

@@ -90,9 +90,19 @@ type Config struct {
 	MaxPollRecords int
 	Logger         *slog.Logger
 	ClientOpts     []kgo.Opt
+	// OutcomeRetention is how long a command's recorded outcome is kept
+	// (GET /v1/commands/{id}, the gateways' fallback); default
+	// DefaultOutcomeRetention, well past the aggregators' idempotency
+	// window. Older outcomes are deleted in batches (pruneOutcomes).
+	OutcomeRetention time.Duration
 	// Faults injects failures, for tests; nil in production.
 	Faults *Faults
 }
+
+// DefaultOutcomeRetention keeps outcomes 7 days: seven times the
+// aggregators' idempotency window, so a retry the pipeline still
+// recognises always finds its outcome.
+const DefaultOutcomeRetention = 7 * 24 * time.Hour
 
 // Faults are failures a test can switch on in a running projector.
 type Faults struct {
@@ -108,7 +118,7 @@ type Runtime struct {
 	log  *slog.Logger
 	cl   *kgo.Client
 	mode mode
-	// pruned is when the change log was last pruned.
+	// pruned is when the change log and the outcomes were last pruned.
 	pruned time.Time
 	// database is the pool's database name, for the PostgreSQL spans.
 	database string
@@ -145,6 +155,9 @@ func New(p Projection, cfg Config) (*Runtime, error) {
 	}
 	if cfg.MaxPollRecords == 0 {
 		cfg.MaxPollRecords = 1000
+	}
+	if cfg.OutcomeRetention == 0 {
+		cfg.OutcomeRetention = DefaultOutcomeRetention
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -202,7 +215,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		lag.Observe(r.cfg.Group, fetches)
 		if records := fetches.Records(); len(records) > 0 {
 			r.processWithRetry(ctx, records)
-			r.pruneChanges(ctx)
+			r.prune(ctx)
 		}
 		cl.AllowRebalance()
 	}

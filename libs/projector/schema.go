@@ -32,6 +32,8 @@ CREATE TABLE IF NOT EXISTS command_outcomes (
 	tenant       text        NOT NULL DEFAULT '',
 	applied_at   timestamptz NOT NULL DEFAULT now()
 );
+-- Outcomes are pruned by age (Config.OutcomeRetention).
+CREATE INDEX IF NOT EXISTS command_outcomes_applied_at ON command_outcomes (applied_at);
 -- The change log: every applied event, for live views that resume
 -- (projector.Changes); kept ChangeRetention.
 CREATE TABLE IF NOT EXISTS view_changes (

@@ -17,24 +17,8 @@
 package main
 
 import (
-	"context"
-	"fmt"
-
 	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/services/aggregator/app"
 )
 
-func main() {
-	service.Main(service.Binary{Name: "aggregator", Setup: func(s *service.Setup) service.Run {
-		instance := s.String("instance-id", "INSTANCE_ID", service.Hostname(), "this instance's stable name")
-		partitions := s.Int("partitions", "PARTITIONS", 6, "partitions of the topics created when missing (commands and snapshots must agree)")
-		slots := s.Int("transaction-slots", "TRANSACTION_SLOTS", 1, "transactions in flight at once across the owned partitions (-1: no bound); a partition waiting for a slot gathers more commands into its transaction")
-		return func(ctx context.Context, p service.Process) error {
-			if *partitions < 1 || *partitions > 10_000 {
-				return service.Usage(fmt.Errorf("partitions %d out of range 1..10000", *partitions))
-			}
-			return app.Run(ctx, app.Config{Brokers: p.Brokers, TopicPrefix: p.TopicPrefix, InstanceID: *instance, Partitions: int32(*partitions),
-				TransactionSlots: *slots, Logger: p.Log, ClientOpts: p.KafkaOpts})
-		}
-	}})
-}
+func main() { service.Main(app.Binary(app.Embedded{})) }

@@ -11,70 +11,65 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/answerback/answerback/libs/auth"
+	"github.com/answerback/answerback/libs/pipeline/service"
 	aggapp "github.com/answerback/answerback/services/aggregator/app"
 	"github.com/answerback/answerback/services/gateway/server"
 	projapp "github.com/answerback/answerback/services/projector/app"
 	salesapp "github.com/answerback/answerback/services/salesdaily/app"
 )
 
-// runPipeline runs the aggregator, the projector, the gateways and the load
-// balancer until ctx ends, then stops them in order: the load balancer and
-// gateways first (draining in-flight requests), then the pipeline behind them.
+// runPipeline runs the aggregator, the projector, salesdaily, the gateways
+// and the load balancer until ctx ends, then stops them in order: the load
+// balancer and gateways first (draining in-flight requests), then the
+// pipeline behind them. Each service runs as its binary does — its own
+// settings, database pool and Kafka clients — through service.Launch.
 func runPipeline(ctx context.Context, cfg config, brokers []string, dsn string, log *slog.Logger) error {
-	pool, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
 	if err := aggapp.EnsureTopics(ctx, brokers, "", 6); err != nil {
 		return fmt.Errorf("topics: %w", err)
 	}
 
 	// Tokens: signed with the development key kept in the data folder; the
-	// welcome text prints one, `abctl token` mints more.
+	// welcome text prints one, `abctl token` mints more. The gateways trust
+	// its public key as they would an issuer's (AUTH_JWKS_FILE).
 	devKey, err := auth.LoadOrCreateDevKey(cfg.dataDir)
 	if err != nil {
 		return fmt.Errorf("development key: %w", err)
 	}
-	verifier, err := devKey.Verifier()
-	if err != nil {
-		return err
+	jwks := filepath.Join(cfg.dataDir, "dev-jwks.json")
+	if _, err := devKey.WriteJWKS(jwks); err != nil {
+		return fmt.Errorf("development key: %w", err)
 	}
 	token, err := devKey.Mint("developer", demoTenant, auth.AllScopes, devTokenTTL)
 	if err != nil {
 		return err
 	}
+	common := []string{"-kafka-brokers=" + strings.Join(brokers, ","), "-topic-prefix="}
+	withDatabase := append(slices.Clip(common), "-database-url="+dsn)
 
 	backend, stopBackend := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBackend()
 	var backendWG sync.WaitGroup
 	errs := make(chan error, 8)
-	start := func(name string, f func(context.Context) error) {
-		backendWG.Add(1)
+	launch := func(ctx context.Context, wg *sync.WaitGroup, name string, b service.Binary, args []string) {
+		wg.Add(1)
 		go func() { // owned by runPipeline: waited for below
-			defer backendWG.Done()
-			if err := f(backend); err != nil {
+			defer wg.Done()
+			if err := service.Launch(ctx, b, args, service.InProcess{Log: log.With("service", b.Name)}); err != nil {
 				errs <- fmt.Errorf("%s: %w", name, err)
 			}
 		}()
 	}
-	start("aggregator", func(ctx context.Context) error {
-		return aggapp.Run(ctx, aggapp.Config{Brokers: brokers, InstanceID: "devstack-aggregator", Logger: log.With("service", "aggregator")})
-	})
-	start("projector", func(ctx context.Context) error {
-		return projapp.Run(ctx, projapp.Config{Brokers: brokers, Pool: pool, Logger: log.With("service", "projector")})
-	})
-	start("salesdaily", func(ctx context.Context) error { // the example downstream service
-		return salesapp.Run(ctx, salesapp.Config{Brokers: brokers, Pool: pool, Logger: log.With("service", "salesdaily")})
-	})
+	launch(backend, &backendWG, "aggregator", aggapp.Binary(aggapp.Embedded{}), append(slices.Clip(common), "-instance-id=devstack-aggregator"))
+	launch(backend, &backendWG, "projector", projapp.Binary(projapp.Embedded{}), withDatabase)
+	launch(backend, &backendWG, "salesdaily", salesapp.Binary(salesapp.Embedded{}), withDatabase) // the example downstream service
 
 	front, stopFront := context.WithCancel(ctx)
 	defer stopFront()
@@ -85,21 +80,10 @@ func runPipeline(ctx context.Context, cfg config, brokers []string, dsn string, 
 		if err != nil {
 			return fmt.Errorf("gateway %d: %w", i+1, err)
 		}
-		gw, err := server.New(ctx, server.Config{
-			InstanceID: fmt.Sprintf("devstack-gw%d", i+1), Brokers: brokers, Pool: pool, Auth: verifier, Logger: log.With("service", "gateway"),
-		})
-		if err != nil {
-			ln.Close()
-			return err
-		}
 		backends = append(backends, &url.URL{Scheme: "http", Host: ln.Addr().String()})
-		frontWG.Add(1)
-		go func() { // owned by runPipeline: waited for below
-			defer frontWG.Done()
-			if err := server.ServeListener(front, gw, ln); err != nil {
-				errs <- fmt.Errorf("gateway %d: %w", i+1, err)
-			}
-		}()
+		args := append(slices.Clip(withDatabase), fmt.Sprintf("-instance-id=devstack-gw%d", i+1),
+			"-auth-jwks-file="+jwks, "-auth-issuer="+auth.DevIssuer, "-auth-audience="+auth.DevAudience)
+		launch(front, &frontWG, fmt.Sprintf("gateway %d", i+1), server.Binary(server.Embedded{Listener: ln}), args)
 	}
 	lbLn, err := net.Listen("tcp", cfg.httpAddr)
 	if err != nil {

@@ -55,3 +55,5 @@ replace github.com/answerback/answerback/libs/pipeline => ../../libs/pipeline
 replace github.com/answerback/answerback/libs/domain => ../../libs/domain
 
 replace github.com/answerback/answerback/libs/projector => ../../libs/projector
+
+replace github.com/answerback/answerback/libs/testenv => ../../libs/testenv

@@ -13,7 +13,6 @@ require (
 )
 
 require (
-	github.com/answerback/answerback/deploy/local v0.0.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

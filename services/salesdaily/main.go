@@ -15,25 +15,8 @@
 package main
 
 import (
-	"context"
-
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/answerback/answerback/libs/pipeline/service"
 	"github.com/answerback/answerback/services/salesdaily/app"
 )
 
-func main() {
-	service.Main(service.Binary{Name: app.Name, Setup: func(s *service.Setup) service.Run {
-		dsn := s.String("database-url", "DATABASE_URL", "", "PostgreSQL connection string")
-		dlq := s.String("dlq-topic", "DLQ_TOPIC", "", "topic for records that are not valid events (empty: log and count only)")
-		return func(ctx context.Context, p service.Process) error {
-			pool, err := pgxpool.New(ctx, *dsn)
-			if err != nil {
-				return service.Usage(err)
-			}
-			defer pool.Close()
-			return app.Run(ctx, app.Config{Brokers: p.Brokers, TopicPrefix: p.TopicPrefix, Pool: pool, DLQTopic: *dlq, Logger: p.Log, ClientOpts: p.KafkaOpts})
-		}
-	}})
-}
+func main() { service.Main(app.Binary(app.Embedded{})) }

@@ -33,6 +33,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/libs/pipeline/recent"
 	"github.com/answerback/answerback/libs/pipeline/tracing"
 )
 
@@ -55,7 +56,9 @@ type Router struct {
 
 	mu      sync.Mutex
 	waiters map[string][]chan delivery // several when one command ID is retried through this instance
-	gaveUp  map[string]time.Time       // command ID → when its waiter gave up
+	// gaveUp holds the command IDs whose waiters gave up lately (10 to 20
+	// minutes), to count their replies late: bounded, O(1) per ID.
+	gaveUp recent.Set
 
 	delivered, late, unknown, malformed atomic.Int64
 }
@@ -100,7 +103,7 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 	}
 	return &Router{
 		cfg: cfg, cl: cl, log: cfg.Logger.With("reply_topic", cfg.Topic),
-		waiters: map[string][]chan delivery{}, gaveUp: map[string]time.Time{},
+		waiters: map[string][]chan delivery{}, gaveUp: recent.Set{Window: gaveUpWindow},
 	}, nil
 }
 
@@ -155,7 +158,7 @@ func (w *Waiter) Done() {
 	for i, ch := range chans {
 		if ch == w.ch {
 			chans = append(chans[:i], chans[i+1:]...)
-			w.r.gaveUp[w.commandID] = time.Now()
+			w.r.gaveUp.Add(w.commandID, time.Now())
 			break
 		}
 	}
@@ -180,10 +183,12 @@ func (r *Router) Stats() Stats {
 	return Stats{Delivered: r.delivered.Load(), Late: r.late.Load(), Unknown: r.unknown.Load(), Malformed: r.malformed.Load(), Waiting: waiting}
 }
 
+// gaveUpWindow is how long, at least, a reply whose waiter gave up counts
+// as late rather than unknown.
+const gaveUpWindow = 10 * time.Minute
+
 // Run routes replies until ctx ends.
 func (r *Router) Run(ctx context.Context) error {
-	prune := time.NewTicker(time.Minute)
-	defer prune.Stop()
 	for {
 		fetches := r.cl.PollFetches(ctx)
 		if ctx.Err() != nil || fetches.IsClientClosed() {
@@ -191,11 +196,6 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 		fetches.EachError(func(_ string, _ int32, err error) { r.log.Warn("reply fetch error", "err", err) })
 		fetches.EachRecord(r.route)
-		select {
-		case <-prune.C:
-			r.pruneGaveUp(10 * time.Minute)
-		default:
-		}
 	}
 }
 
@@ -211,8 +211,8 @@ func (r *Router) route(rec *kgo.Record) {
 	if ok {
 		delete(r.waiters, reply.CommandID)
 	}
-	_, wasLate := r.gaveUp[reply.CommandID]
 	r.mu.Unlock()
+	wasLate := !ok && r.gaveUp.Has(reply.CommandID)
 	received := traceReceived(rec, reply, ok, wasLate)
 	switch {
 	case ok:
@@ -247,16 +247,6 @@ func traceReceived(rec *kgo.Record, reply envelope.Reply, waited, late bool) tra
 		attribute.String("answerback.reply.routed", routed))
 	span.End()
 	return span.SpanContext()
-}
-
-func (r *Router) pruneGaveUp(older time.Duration) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for id, at := range r.gaveUp {
-		if time.Since(at) > older {
-			delete(r.gaveUp, id)
-		}
-	}
 }
 
 // Close stops reading; with deleteTopic (a clean shutdown) it also deletes

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -77,34 +78,32 @@ func Main(b Binary) {
 // run is Main up to the exit code.
 func run(b Binary, args []string) (code int) {
 	log := Logger(b.Name)
-	s := &Setup{Flags: NewFlags(b.Name)}
-	kafka := s.Kafka()
-	kafkaSecurity := s.KafkaSecurity(log)
-	metrics := s.Metrics()
-	service := b.Setup(s)
-	s.ParseOrExit(args)
-	health := metrics().Addr
+	s, service, settings, err := settle(b, args, log)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil && !errors.Is(err, errSecurity):
+		return 2 // the flag package said what is wrong
+	}
+	health := s.metrics().Addr
 	if s.HealthAddr != nil {
 		health = *s.HealthAddr
 	}
 	s.HealthcheckOrExit(health)
-	securityOpts, err := kafkaSecurity()
 	if err != nil {
 		log.Error("Kafka security settings unusable", "err", err)
 		return 2
 	}
-	brokers, prefix := kafka()
 	ctx, cancel := SignalContext(log)
 	defer cancel()
 	defer Tracing(ctx, "answerback-"+b.Name, log)() // flushed last
-	waitMetrics, err := ServeMetrics(ctx, metrics(), log)
+	waitMetrics, err := ServeMetrics(ctx, s.metrics(), log)
 	if err != nil {
 		log.Error("metrics address unusable", "err", err)
 		return 2
 	}
 	defer func() { cancel(); waitMetrics() }() // the server stops when ctx ends
-	err = service(ctx, Process{Log: log, Brokers: brokers, TopicPrefix: prefix,
-		KafkaOpts: append([]kgo.Opt{KafkaClientLogger(b.Name)}, securityOpts...)})
+	err = service(ctx, settings)
 	switch {
 	case errors.Is(err, ErrUsage):
 		log.Error(b.Name+": setting unusable", "err", err)
@@ -115,4 +114,66 @@ func run(b Binary, args []string) (code int) {
 	}
 	log.Info(b.Name + " stopped")
 	return 0
+}
+
+// InProcess is what a composition root that runs a service in its own
+// process (devstack, the integration tests) hands Launch besides the flags.
+type InProcess struct {
+	// Log is the service's logger; by default Logger(b.Name).
+	Log *slog.Logger
+	// KafkaOpts are added to the Kafka options of the settings (a test's
+	// hooks into the service's clients).
+	KafkaOpts []kgo.Opt
+}
+
+// Launch runs a service binary inside this process until ctx ends, with the
+// same settings as Main — the flags in args, defaulting to the environment —
+// and returns what its Run returns; a setting it cannot use is an error
+// wrapping ErrUsage. Unlike Main it leaves signals, metrics, tracing and
+// exiting to its caller, which owns the process.
+func Launch(ctx context.Context, b Binary, args []string, in InProcess) error {
+	log := in.Log
+	if log == nil {
+		log = Logger(b.Name)
+	}
+	s, service, settings, err := settle(b, args, log)
+	if err != nil {
+		return Usage(fmt.Errorf("%s: %w", b.Name, err))
+	}
+	if s.NArg() > 0 {
+		return Usage(fmt.Errorf("%s: unexpected arguments %q", b.Name, s.Args()))
+	}
+	settings.KafkaOpts = append(settings.KafkaOpts, in.KafkaOpts...)
+	return service(ctx, settings)
+}
+
+// errSecurity marks Kafka security settings that settle could not use.
+var errSecurity = errors.New("Kafka security settings unusable")
+
+// settled is a binary's Setup after its flags were parsed.
+type settled struct {
+	*Setup
+	metrics func() Admin
+}
+
+// settle defines the common flags and the binary's own, parses args, and
+// returns the service with its settings. The error is the flag package's
+// (flag.ErrHelp for -h), or wraps errSecurity.
+func settle(b Binary, args []string, log *slog.Logger) (settled, Run, Process, error) {
+	s := settled{Setup: &Setup{Flags: NewFlags(b.Name)}}
+	kafka := s.Kafka()
+	kafkaSecurity := s.KafkaSecurity(log)
+	s.metrics = s.Metrics()
+	service := b.Setup(s.Setup)
+	if err := s.Parse(args); err != nil {
+		return s, nil, Process{}, err
+	}
+	brokers, prefix := kafka()
+	p := Process{Log: log, Brokers: brokers, TopicPrefix: prefix, KafkaOpts: []kgo.Opt{KafkaClientLogger(b.Name)}}
+	securityOpts, err := kafkaSecurity()
+	if err != nil {
+		return s, service, p, fmt.Errorf("%w: %w", errSecurity, err)
+	}
+	p.KafkaOpts = append(p.KafkaOpts, securityOpts...)
+	return s, service, p, nil
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestMainRunsAService: Main hands the service the common settings and its
@@ -64,4 +67,42 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestLaunchRunsAServiceInProcess: Launch hands the service the same
+// settings as Main, with the caller's logger and Kafka options added, returns
+// the service's own result, and turns a bad flag or stray argument into an
+// error wrapping ErrUsage — without exiting.
+func TestLaunchRunsAServiceInProcess(t *testing.T) {
+	var got Process
+	var greeting string
+	binary := Binary{Name: "probe", Setup: func(s *Setup) Run {
+		hello := s.String("greeting", "PROBE_GREETING", "hello", "a setting of the binary's own")
+		return func(ctx context.Context, p Process) error {
+			got, greeting = p, *hello
+			return ctx.Err()
+		}
+	}}
+	log := slog.New(slog.DiscardHandler)
+	hook := kgo.ClientID("the caller's")
+	err := Launch(context.Background(), binary, []string{"-kafka-brokers", "a:1", "-topic-prefix", "t-", "-greeting", "hi"}, InProcess{Log: log, KafkaOpts: []kgo.Opt{hook}})
+	if err != nil {
+		t.Fatalf("Launch: %v", err)
+	}
+	if !slices.Equal(got.Brokers, []string{"a:1"}) || got.TopicPrefix != "t-" || greeting != "hi" || got.Log != log {
+		t.Errorf("service got brokers %v, prefix %q, greeting %q, the caller's logger %v", got.Brokers, got.TopicPrefix, greeting, got.Log == log)
+	}
+	if n := len(got.KafkaOpts); n < 2 || got.KafkaOpts[n-1] == nil {
+		t.Errorf("%d Kafka options: want the settings' and the caller's", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Launch(ctx, binary, nil, InProcess{Log: log}); !errors.Is(err, context.Canceled) {
+		t.Errorf("the service's own result: got %v, want context.Canceled", err)
+	}
+	for _, args := range [][]string{{"-greeting"}, {"-no-such-flag"}, {"healthcheck"}} {
+		if err := Launch(context.Background(), binary, args, InProcess{Log: log}); !errors.Is(err, ErrUsage) {
+			t.Errorf("Launch %q: got %v, want an error wrapping ErrUsage", args, err)
+		}
+	}
 }

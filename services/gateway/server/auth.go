@@ -8,6 +8,7 @@ import (
 
 	"github.com/answerback/answerback/libs/auth"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
+	"github.com/answerback/answerback/services/gateway/internal/wall"
 )
 
 type principalKey struct{}
@@ -35,7 +36,9 @@ func (g *Gateway) authenticate(next http.Handler) http.Handler {
 				"unauthorized", "invalid bearer token", detail)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+		// The tenant wall shows this request's connections its tenant's rows only.
+		ctx := wall.WithTenant(context.WithValue(r.Context(), principalKey{}, p), p.Tenant)
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/answerback/answerback/libs/projector"
 	"github.com/answerback/answerback/services/gateway/internal/idempotency"
 	"github.com/answerback/answerback/services/gateway/internal/live"
+	"github.com/answerback/answerback/services/gateway/internal/wall"
 )
 
 // Config configures a Gateway.
@@ -185,7 +186,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		knownSKUs: recent.Set{Window: 10 * time.Minute},
 		keys:      idempotency.Store{Pool: cfg.Pool, Logger: log},
 		inFlight:  make(chan struct{}, cfg.MaxInFlight),
-		hub:       live.NewHub(cfg.Pool, ordersTopics.Events, readOrder, WithTenant, log),
+		hub:       live.NewHub(cfg.Pool, ordersTopics.Events, readOrder, wall.WithTenant, log),
 		streams:   make(chan struct{}, cfg.MaxStreams), streamsCtx: streamsCtx, endStreams: endStreams,
 	}
 	track(g) // metrics.go: its live views and reply counters are exported

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,6 +22,8 @@ type Config struct {
 	Pool        *pgxpool.Pool
 	Logger      *slog.Logger
 	ClientOpts  []kgo.Opt
+	// OutcomeRetention: see projector.Config.
+	OutcomeRetention time.Duration
 	// Faults injects failures, for tests; nil in production.
 	Faults *projector.Faults
 }
@@ -31,7 +34,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("projector: migrations: %w", err)
 	}
 	rt, err := projector.New(view.Projection(cfg.TopicPrefix), projector.Config{
-		Brokers: cfg.Brokers, Pool: cfg.Pool, Group: cfg.TopicPrefix + "views-projector", Logger: cfg.Logger, ClientOpts: cfg.ClientOpts, Faults: cfg.Faults,
+		Brokers: cfg.Brokers, Pool: cfg.Pool, Group: cfg.TopicPrefix + "views-projector", Logger: cfg.Logger, ClientOpts: cfg.ClientOpts, Faults: cfg.Faults, OutcomeRetention: cfg.OutcomeRetention,
 	})
 	if err != nil {
 		return err

@@ -3,7 +3,7 @@
 //
 // Configuration (environment, flags override): KAFKA_BROKERS, DATABASE_URL,
 // TOPIC_PREFIX, HTTP_ADDR (default :8080), INSTANCE_ID (default
-// "<host>-<random>": each instance has a reply topic of its own), REPLY_WAIT, MAX_IN_FLIGHT, RATE_LIMIT,
+// "<host>-<random>": each instance has a reply topic of its own), REPLY_WAIT, READ_TIMEOUT, MAX_IN_FLIGHT, RATE_LIMIT,
 // METRICS_ADDR (Prometheus metrics at /metrics; default off).
 //
 // Authentication (required): AUTH_JWKS_FILE or AUTH_JWKS_URL (the issuer's

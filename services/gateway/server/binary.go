@@ -28,7 +28,7 @@ type Embedded struct {
 
 // Binary is the gateway binary: its settings — DATABASE_URL, HTTP_ADDR
 // (default :8080), INSTANCE_ID (default "<host>-<random>": each instance
-// has a reply topic of its own), REPLY_WAIT, MAX_IN_FLIGHT, RATE_LIMIT and
+// has a reply topic of its own), REPLY_WAIT, READ_TIMEOUT, MAX_IN_FLIGHT, RATE_LIMIT and
 // the token issuer's (AUTH_*, required) — and its Run.
 func Binary(e Embedded) service.Binary {
 	return service.Binary{Name: "gateway", Setup: func(s *service.Setup) service.Run {
@@ -36,6 +36,7 @@ func Binary(e Embedded) service.Binary {
 		addr := s.String("http-addr", "HTTP_ADDR", ":8080", "HTTP listen address")
 		instance := s.String("instance-id", "INSTANCE_ID", service.Hostname()+"-"+randomSuffix(), "this instance's name (its reply topic is replies.<name>)")
 		wait := s.Duration("reply-wait", "REPLY_WAIT", 5*time.Second, "how long a request waits for its reply before answering 202")
+		readTimeout := s.Duration("read-timeout", "READ_TIMEOUT", 3*time.Second, "bound of each PostgreSQL read made for a request; past it 503 with Retry-After")
 		inFlight := s.Int("max-in-flight", "MAX_IN_FLIGHT", 2048, "most commands this gateway waits on at once; past it 503 with Retry-After")
 		rate := s.Int("rate-limit", "RATE_LIMIT", 2000, "most /v1 requests a second per tenant on this gateway; past it 429 (negative: no limit)")
 		authConfig := authFlags(s.Flags)
@@ -43,6 +44,9 @@ func Binary(e Embedded) service.Binary {
 		return func(ctx context.Context, p service.Process) error {
 			if e.Listener != nil {
 				defer e.Listener.Close() // also when the gateway cannot start: its clients are refused, not left waiting
+			}
+			if *readTimeout <= 0 {
+				return service.Usage(fmt.Errorf("read-timeout %s: want a positive duration", *readTimeout))
 			}
 			if *inFlight < 1 {
 				return service.Usage(fmt.Errorf("max-in-flight %d: want at least 1", *inFlight))
@@ -59,7 +63,7 @@ func Binary(e Embedded) service.Binary {
 			defer release()
 			gw, err := New(ctx, Config{
 				InstanceID: *instance, Brokers: p.Brokers, TopicPrefix: p.TopicPrefix, Pool: pool,
-				DefaultWait: *wait, MaxWait: max(*wait, 30*time.Second), MaxInFlight: *inFlight, RateLimit: *rate, Auth: verifier, Logger: p.Log,
+				DefaultWait: *wait, MaxWait: max(*wait, 30*time.Second), MaxInFlight: *inFlight, ReadTimeout: *readTimeout, RateLimit: *rate, Auth: verifier, Logger: p.Log,
 				ClientOpts: p.KafkaOpts,
 			})
 			if err != nil {

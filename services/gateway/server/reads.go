@@ -50,7 +50,11 @@ func (g *Gateway) getOrder(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), prefs.wait)
 	defer cancel()
 	for {
-		body, version, err := view.GetOrder(context.WithoutCancel(ctx), g.cfg.Pool, tenantOf(r), id)
+		// Each read has a deadline of its own: one that the wait's end
+		// would cut short is answered from what it read.
+		readCtx, cancelRead := context.WithTimeout(r.Context(), g.cfg.ReadTimeout)
+		body, version, err := view.GetOrder(readCtx, g.cfg.Pool, tenantOf(r), id)
+		cancelRead()
 		switch {
 		case errors.Is(err, view.ErrNotFound) && minVersion == 0:
 			writeProblem(w, &envelope.Problem{Type: problems.OrderNotFound, Title: "order not found"})
@@ -141,7 +145,7 @@ func (g *Gateway) validItems(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, &envelope.Problem{Type: "malformed", Title: "after must be a SKU: UTF-8 text without NUL"})
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ReadTimeout)
 	defer cancel()
 	body, err := view.ValidItemsPage(ctx, g.cfg.Pool, tenantOf(r), id, after, limit)
 	switch {
@@ -156,7 +160,7 @@ func (g *Gateway) validItems(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) listCatalog(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProduceTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ReadTimeout)
 	defer cancel()
 	body, err := view.ListCatalog(ctx, g.cfg.Pool, tenantOf(r))
 	if err != nil {

@@ -50,6 +50,10 @@ type Config struct {
 	// ProduceTimeout bounds handing a command to Kafka; past it the request
 	// is answered 503. Default 3s.
 	ProduceTimeout time.Duration
+	// ReadTimeout bounds each PostgreSQL read made for a request; past it
+	// the request is answered 503 with Retry-After, so that a stalled
+	// database holds no request past it. Default 3s.
+	ReadTimeout time.Duration
 	// MaxInFlight bounds the commands one gateway waits on at once; past it
 	// a command is answered 503 with Retry-After at once. Default 2048.
 	MaxInFlight int
@@ -76,6 +80,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ProduceTimeout == 0 {
 		c.ProduceTimeout = 3 * time.Second
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 3 * time.Second
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 2048

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -47,7 +48,9 @@ func (g *Gateway) streamOrder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	body, version, err := view.GetOrder(ctx, g.cfg.Pool, tenantOf(r), id)
+	readCtx, cancelRead := context.WithTimeout(ctx, g.cfg.ReadTimeout)
+	body, version, err := view.GetOrder(readCtx, g.cfg.Pool, tenantOf(r), id)
+	cancelRead()
 	switch {
 	case err == nil:
 	case errors.Is(err, view.ErrNotFound):
@@ -82,14 +85,16 @@ func (g *Gateway) streamOrder(w http.ResponseWriter, r *http.Request) {
 		return rc.Flush() == nil
 	}
 	first := []live.Frame{live.SnapshotFrame(body, version)}
+	readCtx, cancelRead = context.WithTimeout(ctx, g.cfg.ReadTimeout) // the catch-up's reads
+	defer cancelRead()
 	if resumeAfter >= 0 && resumeAfter <= version {
 		sent = resumeAfter
-		if first, err = g.hub.FramesAfter(ctx, stream, resumeAfter); err != nil {
+		if first, err = g.hub.FramesAfter(readCtx, stream, resumeAfter); err != nil {
 			g.log.Warn("live view: reading changes", "order", id, "err", err)
 			return
 		}
 	}
-	catchUp, err := g.hub.FramesAfter(ctx, stream, version)
+	catchUp, err := g.hub.FramesAfter(readCtx, stream, version)
 	if err != nil {
 		g.log.Warn("live view: reading changes", "order", id, "err", err)
 		return

@@ -32,12 +32,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -91,23 +93,28 @@ var scenarios = []scenario{
 	{name: "one Kafka broker", kafkaNodes: 1, faults: func(s *stack) []fault {
 		t := s.t
 		return []fault{
-			{name: "SIGKILL gateway-1 ×2", repeat: 2, inject: s.gateways[0].kill, recover: func() { s.gateways[0].start(t) }},
-			{name: "SIGKILL aggregator-1 ×2", repeat: 2, inject: s.aggregators[0].kill, recover: func() { s.aggregators[0].start(t) }},
-			{name: "SIGKILL projector-1 ×2", repeat: 2, inject: s.projectors[0].kill, recover: func() { s.projectors[0].start(t) }},
+			{name: "SIGKILL gateway-1 ×2", repeat: 2, inject: s.kill(s.gateways[0]), recover: func() { s.gateways[0].start(t) }},
+			{name: "SIGKILL aggregator-1 ×2", repeat: 2, inject: s.kill(s.aggregators[0]), recover: func() { s.aggregators[0].start(t) }},
+			{name: "SIGKILL projector-1 ×2", repeat: 2, inject: s.kill(s.projectors[0]), recover: func() { s.projectors[0].start(t) }},
 			// The woken aggregator may stop fenced (its supervisor restarts
 			// it), never for another reason; a projector has no reason to stop.
 			s.pauseFault("paused aggregator-1 (SIGSTOP past its session and transaction timeouts, SIGCONT)", s.aggregators[0],
 				"orders-aggregator", "orders.snapshots", aggregate.ErrProducerFenced.Error()),
 			s.pauseFault("paused projector-1 (SIGSTOP past its session timeout, SIGCONT)", s.projectors[0],
 				"views-projector", "", ""),
-			{name: "SIGKILL both aggregators", inject: func() { s.aggregators[0].kill(); s.aggregators[1].kill() },
+			{name: "SIGKILL both aggregators", inject: func() { s.kill(s.aggregators[0])(); s.kill(s.aggregators[1])() },
 				recover: func() { s.aggregators[0].start(t); s.aggregators[1].start(t) }},
-			{name: "Kafka broker SIGKILL and restart", inject: func() { _ = s.broker.Kill(1) }, recover: func() {
+			{name: "Kafka broker SIGKILL and restart", inject: func() { s.killBroker(1) }, recover: func() {
 				if err := s.broker.Restart(s.ctx, 1); err != nil {
 					t.Errorf("broker restart: %v", err)
 				}
 			}},
-			{name: "PostgreSQL restart", inject: func() { _ = s.pg.Stop(s.ctx) }, recover: func() {
+			{name: "PostgreSQL restart", inject: func() {
+				if err := s.pg.Stop(s.ctx); err != nil {
+					t.Errorf("stopping PostgreSQL: %v", err)
+				}
+				s.mustRefuse("PostgreSQL", fmt.Sprintf("127.0.0.1:%d", s.pgPort))
+			}, recover: func() {
 				pg, err := pglocal.Start(s.ctx, pglocal.Options{Dir: s.pgDir, Port: s.pgPort, Durable: true})
 				if err != nil {
 					t.Errorf("postgres restart: %v", err)
@@ -133,7 +140,7 @@ var scenarios = []scenario{
 			inject: func() {
 				killed = s.partitionLeader("orders.commands", 0)
 				s.t.Logf("killing Kafka node %d", killed)
-				_ = s.broker.Kill(killed)
+				s.killBroker(killed)
 			},
 			recover: func() {
 				if err := s.broker.Restart(s.ctx, killed); err != nil {
@@ -262,6 +269,11 @@ func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) st
 	c.waitReady(90 * time.Second)
 	c.seed()
 	s.cluster = c
+	db, err := pgxpool.New(ctx, dsn) // the suite's own look-ups: outcomes, the view
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
 
 	faults := append([]fault{{name: "none (baseline)"}}, sc.faults(s)...)
 	c.setPhase(faults[0].name) // the load starts in the baseline phase
@@ -270,11 +282,77 @@ func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) st
 		if f.inject != nil && only != "" && !matchesAny(f.name, strings.Split(only, ",")) {
 			continue
 		}
+		before := s.restarts()
 		c.phase(f, phase, s.downFor)
+		c.afterPhase(f, s.restarts()-before, db)
 	}
 	load.stop()
 	c.settle(2 * time.Minute)
-	return c.report(sc.name, c.check())
+	return c.report(sc.name, c.check(db, s.admin))
+}
+
+// restarts counts the restarts of every service process, made by their
+// supervisor after they exited with an error on their own.
+func (s *stack) restarts() int64 {
+	var n int64
+	for _, p := range append(append(append([]*proc{s.extraAggregator, s.extraProjector}, s.gateways...), s.aggregators...), s.projectors...) {
+		n += p.Restarts()
+	}
+	return n
+}
+
+// afterPhase counts the restarts of fault's phase — more than one per
+// injection fails the run — and compares the view with the events as the
+// phase ends, under load.
+func (c *cluster) afterPhase(f fault, restarts int64, db *pgxpool.Pool) {
+	c.mu.Lock()
+	c.restarts[f.name] += restarts
+	c.mu.Unlock()
+	if restarts > int64(max(f.repeat, 1)) {
+		c.t.Errorf("phase %q: %d services restarted by themselves, more than one per injection", f.name, restarts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	diffs, err := viewMismatches(ctx, strings.Split(c.brokers, ","), db, "")
+	verdict := viewVerdict(diffs)
+	if err != nil {
+		verdict = "not compared: " + err.Error()
+		c.t.Errorf("phase %q: comparing the view with the events: %v", f.name, err)
+	}
+	for _, d := range diffs {
+		c.t.Errorf("phase %q: the view differs from the events: %s", f.name, d)
+	}
+	c.mu.Lock()
+	c.viewChecks[f.name] = verdict
+	c.mu.Unlock()
+}
+
+// kill returns the injection that SIGKILLs p, checked: its process is gone.
+func (s *stack) kill(p *proc) func() {
+	return func() {
+		pid := p.Pid()
+		p.kill()
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			s.t.Errorf("%s (pid %d) still runs after SIGKILL", p.Name, pid)
+		}
+	}
+}
+
+// killBroker SIGKILLs Kafka node id, checked: its port refuses connections.
+func (s *stack) killBroker(id int) {
+	if err := s.broker.Kill(id); err != nil {
+		s.t.Errorf("killing Kafka node %d: %v", id, err)
+	}
+	s.mustRefuse(fmt.Sprintf("Kafka node %d", id), s.broker.Nodes()[id-1].Addr())
+}
+
+// mustRefuse checks that a fault took effect: addr refuses connections.
+func (s *stack) mustRefuse(what, addr string) {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		conn.Close()
+		s.t.Errorf("fault not in effect: %s still accepts connections at %s", what, addr)
+	}
 }
 
 // partitionLeader returns the node that leads topic's partition.

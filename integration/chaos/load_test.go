@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/answerback/answerback/libs/pipeline/envelope"
@@ -33,18 +35,6 @@ const (
 	clientTimeout = 10 * time.Second // no request may take longer
 	retryBudget   = 8                // attempts of one command (same Idempotency-Key) on 502/503/transport errors
 )
-
-// outcome of one command, as its client saw it in the end.
-type outcome struct {
-	fault     string
-	order     string
-	status    int // final HTTP status; 0 for a transport error on every attempt
-	commandID string
-	version   int64
-	attempts  int
-	hung      bool // a request ran into the client timeout
-	start, at time.Time
-}
 
 type cluster struct {
 	t       *testing.T
@@ -65,6 +55,15 @@ type cluster struct {
 	recovered map[string]bool
 	// notes: per fault, what its injections did (see note).
 	notes map[string][]string
+	// attempts are the answers other than 2xx and 202; windows are when
+	// each injected fault was active (the server-error invariant).
+	attempts []attempt
+	windows  []faultWindow
+	// viewChecks: per fault, what comparing the view with the events found
+	// at the phase's end; restarts: per fault, the services that restarted
+	// by themselves during its phase.
+	viewChecks map[string]string
+	restarts   map[string]int64
 }
 
 // recoveryWait is one wait for the system to answer again after a fault.
@@ -76,7 +75,7 @@ type recoveryWait struct {
 
 func newCluster(t *testing.T, base, token string) *cluster {
 	return &cluster{t: t, base: base, token: token, http: &http.Client{Timeout: clientTimeout},
-		recovery: map[string]time.Duration{}, recovered: map[string]bool{}, notes: map[string][]string{}}
+		recovery: map[string]time.Duration{}, recovered: map[string]bool{}, notes: map[string][]string{}, viewChecks: map[string]string{}, restarts: map[string]int64{}}
 }
 
 // note records, for the report, what one injection of fault did.
@@ -94,6 +93,19 @@ func (c *cluster) setPhase(name string) {
 }
 
 func (c *cluster) do(method, path string, body any, headers map[string]string) (int, map[string]any, error) {
+	a, err := c.call(method, path, body, headers)
+	return a.status, a.body, err
+}
+
+// answer is one HTTP answer, its body read.
+type answer struct {
+	status int
+	header http.Header
+	raw    []byte
+	body   map[string]any
+}
+
+func (c *cluster) call(method, path string, body any, headers map[string]string) (answer, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -109,12 +121,15 @@ func (c *cluster) do(method, path string, body any, headers map[string]string) (
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return answer{}, err
 	}
 	defer resp.Body.Close()
-	var m map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&m)
-	return resp.StatusCode, m, nil
+	a := answer{status: resp.StatusCode, header: resp.Header}
+	if a.raw, err = io.ReadAll(resp.Body); err != nil {
+		return answer{}, err
+	}
+	_ = json.Unmarshal(a.raw, &a.body)
+	return a, nil
 }
 
 func (c *cluster) waitReady(bound time.Duration) {
@@ -136,7 +151,7 @@ func orderID(i int) string { return fmt.Sprintf("order-%d", i) }
 // the stack still starts (topics being created answer 503).
 func (c *cluster) seed() {
 	for _, sku := range []string{"apple", "pear", "plum"} {
-		c.seedOne(http.MethodPut, "/v1/catalog/"+sku, map[string]any{"name": sku, "unitPrice": 100, "stock": 1_000_000, "maxPerOrder": 1000, "active": true},
+		c.seedOne(http.MethodPut, "/v1/catalog/"+sku, map[string]any{"name": sku, "unitPrice": 100, "stock": 1_000_000_000, "maxPerOrder": 1_000_000_000, "active": true},
 			"seed-"+sku, http.StatusOK)
 	}
 	for i := range spreadOrders + hotOrders {
@@ -197,8 +212,9 @@ func (c *cluster) command(order, sku string) outcome {
 	for o.attempts < retryBudget {
 		o.attempts++
 		start := time.Now()
-		status, body, err := c.do(http.MethodPost, "/v1/orders/"+order+"/items", map[string]any{"sku": sku, "quantity": 1},
+		a, err := c.call(http.MethodPost, "/v1/orders/"+order+"/items", map[string]any{"sku": sku, "quantity": 1},
 			map[string]string{"Idempotency-Key": key, "Prefer": "wait=3"})
+		status, body := a.status, a.body
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || time.Since(start) >= clientTimeout {
@@ -207,7 +223,8 @@ func (c *cluster) command(order, sku string) outcome {
 			time.Sleep(250 * time.Millisecond)
 			continue
 		}
-		o.status = status
+		o.status, o.body = status, a.raw
+		c.recordAttempt(a)
 		if id, ok := body["commandId"].(string); ok {
 			o.commandID = id
 		}
@@ -222,6 +239,18 @@ func (c *cluster) command(order, sku string) outcome {
 	}
 	o.at = time.Now()
 	return o
+}
+
+// recordAttempt keeps an answer that is neither 2xx nor 202, for the
+// server-error invariant.
+func (c *cluster) recordAttempt(a answer) {
+	if a.status < 300 {
+		return
+	}
+	problem, _ := a.body["type"].(string)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.attempts = append(c.attempts, attempt{fault: c.fault, status: a.status, retryAfter: a.header.Get("Retry-After") != "", problem: problem, at: time.Now()})
 }
 
 func (c *cluster) record(o outcome) {
@@ -248,6 +277,7 @@ func (c *cluster) phase(f fault, length, downFor time.Duration) {
 	for i := range repeat {
 		slotStart := start.Add(time.Duration(i) * slot)
 		time.Sleep(time.Until(slotStart.Add(randomDelay(slot / 4))))
+		injected := time.Now()
 		if f.inject != nil {
 			f.inject()
 			time.Sleep(cmp.Or(f.hold, downFor))
@@ -260,6 +290,9 @@ func (c *cluster) phase(f fault, length, downFor time.Duration) {
 		select {
 		case <-w.done:
 			c.mu.Lock()
+			if f.inject != nil {
+				c.windows = append(c.windows, faultWindow{fault: f.name, from: injected, to: w.at})
+			}
 			c.recovery[f.name] = max(c.recovery[f.name], w.at.Sub(w.since))
 			if _, seen := c.recovered[f.name]; !seen {
 				c.recovered[f.name] = true
@@ -267,6 +300,7 @@ func (c *cluster) phase(f fault, length, downFor time.Duration) {
 			c.mu.Unlock()
 		case <-time.After(recoveryBound):
 			c.mu.Lock()
+			c.windows = append(c.windows, faultWindow{fault: f.name, from: injected, to: time.Now()})
 			c.awaiting = nil
 			c.recovered[f.name] = false
 			c.mu.Unlock()
@@ -306,6 +340,12 @@ type results struct {
 	byFault              map[string]*row
 	versionErrors        []string
 	duplicatedCommandIDs int
+	// The invariants checked once the load stopped: recorded outcomes
+	// against the events, answers other than 2xx and 202 against the
+	// faults, dead letters, and the view against the events.
+	outcomeRowErrors, serverErrors, viewDiffs []string
+	outcomeRows                               int
+	deadLetters                               int64
 }
 
 type row struct {
@@ -313,15 +353,20 @@ type row struct {
 	// misversioned: answers whose version is not the one the events topic
 	// gives their command's event.
 	misversioned int
-	recovery     time.Duration
-	recovered    bool
+	// unfaithful: 2xx answers whose version or reply differ from what
+	// GET /v1/commands/{id} records.
+	unfaithful int
+	recovery   time.Duration
+	recovered  bool
 }
 
-// check reads the events topic and the command statuses and holds them
-// against what the clients were told.
-func (c *cluster) check() results {
+// check reads the events topic, the command statuses, the recorded outcomes,
+// the dead-letter topics and the view, and holds them against what the
+// clients were told and against each other.
+func (c *cluster) check(db *pgxpool.Pool, adm *kadm.Client) results {
 	c.t.Helper()
 	events := c.readEvents()
+	indexed := indexEvents(events)
 	perCommand := map[string]int{}
 	logVersion := map[string]int64{} // per command, the version its event gave its order
 	versions := map[string][]int64{}
@@ -388,6 +433,19 @@ func (c *cluster) check() results {
 		case o.status >= 200 && o.status < 300:
 			r.ok++
 			checkApplied(r, o, o.version, strconv.Itoa(o.status))
+			a, err := c.call(http.MethodGet, "/v1/commands/"+o.commandID, nil, nil)
+			if err != nil {
+				c.t.Errorf("status of %s: %v", o.commandID, err)
+				continue
+			}
+			st := commandStatus{HTTPStatus: a.status}
+			_ = json.Unmarshal(a.raw, &st)
+			if v := answerViolations(o, st, indexed); len(v) > 0 {
+				r.unfaithful++
+				for _, s := range v {
+					c.t.Error(s)
+				}
+			}
 		case o.status >= 400 && o.status < 500:
 			r.client4xx++
 		case o.status >= 500:
@@ -406,6 +464,32 @@ func (c *cluster) check() results {
 	c.mu.Unlock()
 	for _, e := range res.versionErrors {
 		c.t.Errorf("event versions not contiguous: %s", e)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	rows, err := readOutcomeRows(ctx, db, "orders.")
+	if err != nil {
+		c.t.Errorf("reading the recorded outcomes: %v", err)
+	}
+	res.outcomeRows = len(rows)
+	res.outcomeRowErrors = outcomeRowViolations(rows, indexed)
+	c.mu.Lock()
+	res.serverErrors = serverErrorViolations(c.attempts, c.windows, serverErrorGrace)
+	c.mu.Unlock()
+	if res.deadLetters, err = deadLetters(ctx, adm, "orders.dlq", "catalog.dlq"); err != nil {
+		c.t.Errorf("counting dead letters: %v", err)
+	}
+	if res.viewDiffs, err = viewMismatches(ctx, strings.Split(c.brokers, ","), db, ""); err != nil {
+		c.t.Errorf("comparing the view with the events: %v", err)
+	}
+	for _, list := range [][]string{res.outcomeRowErrors, res.serverErrors, res.viewDiffs} {
+		for _, v := range list {
+			c.t.Error(v)
+		}
+	}
+	if res.deadLetters > 0 {
+		c.t.Errorf("%d dead letters from valid traffic", res.deadLetters)
 	}
 	return res
 }
@@ -466,7 +550,9 @@ func header(phase time.Duration) string {
 		"Each fault phase lasts at least %s; a fault marked ×2 is injected twice, each time at a random moment of its half of the phase, and mended %s later; the phase then waits (at most %s) for the next round trip to succeed. "+
 		"A paused instance (SIGSTOP) stays stopped at least %s — past its group session and transaction timeouts — and until its group shows its partitions on the other instance and the transactions it left open, if any, aborted (by the coordinator past their timeout, or fenced by the new owner); after SIGCONT it must be back in its group within %s, itself or, an aggregator fenced, restarted by its supervisor (the notes below the tables say which, and count the restarts).\n\n",
 		retryBudget, clientTimeout, spreadOrders, hotOrders, phase, phase/4, recoveryBound, pausedFor, rejoinBound)
-	b.WriteString("Invariants checked after the load stopped and every 202 settled: every 2xx command has exactly one event (*lost*/*duplicated*), at the version the client was answered (*wrong version*); every 202 reached a final status (*lost*), and one applied has its event at the version its status reports; every order's event versions are 1..n; no command ID has two events; no request ran into the client's bound (*hung*). *failed* counts commands whose every attempt met a transport error or 5xx; *recovery* is the longest time from a fault's end to the next round trip that started after it and succeeded.\n")
+	b.WriteString("Invariants checked after the load stopped and every 202 settled, each shown to fail on a broken input by a test of its own (integration/chaos/invariants_fail_test.go, in `make test`): every 2xx command has exactly one event (*lost*/*duplicated*), at the version the client was answered (*wrong version*), and its answer — version and reply — equals what `GET /v1/commands/{id}` records (*answer ≠ record*); every 202 reached a final status (*lost*), and one applied has its event at the version its status reports; every recorded outcome matches its events (applied: one event at its version; rejected: none); every order's event versions are 1..n; no command ID has two events; valid traffic leaves no dead letter; every answer other than 2xx and 202 is a 503 with Retry-After while a fault is active (from its injection to the first round trip that succeeded after its end, plus 10s) — any 4xx, 500, 502, 504, or 503 otherwise fails the run; no request ran into the client's bound (*hung*). " +
+		"After every phase, under load, and at the end, the view is compared with the events projected afresh, from offset 0 into a scratch schema up to the offsets the live projector stored with it (*view = events*). Every fault is checked to have taken effect (a killed process gone, a stopped broker's or database's port refusing); a failed injection fails the run. *restarts* counts the services their supervisor restarted during the phase, after they exited on their own: more than one per injection fails the run. " +
+		"*failed* counts commands whose every attempt met a transport error or 5xx; *recovery* is the longest time from a fault's end to the next round trip that started after it and succeeded.\n")
 	return b.String()
 }
 
@@ -474,7 +560,7 @@ func header(phase time.Duration) string {
 func (c *cluster) report(scenario string, res results) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n## %s\n\n", scenario)
-	b.WriteString("| fault | requests | 2xx | 202 | 4xx | 5xx | failed | lost | duplicated | wrong version | hung | recovery |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| fault | requests | 2xx | 202 | 4xx | 5xx | failed | lost | duplicated | wrong version | answer ≠ record | hung | recovery | restarts | view = events |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var faults []string
 	for f := range res.byFault {
 		faults = append(faults, f)
@@ -486,9 +572,18 @@ func (c *cluster) report(scenario string, res results) string {
 		if r.recovered {
 			rec = r.recovery.Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s |\n", f, r.requests, r.ok, r.accepted, r.client4xx, r.server5xx, r.failed, r.lost, r.duplicated, r.misversioned, r.hung, rec)
+		c.mu.Lock()
+		restarts, viewCheck := c.restarts[f], cmp.Or(c.viewChecks[f], "–")
+		c.mu.Unlock()
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %d | %s |\n", f, r.requests, r.ok, r.accepted, r.client4xx, r.server5xx, r.failed, r.lost, r.duplicated, r.misversioned, r.unfaithful, r.hung, rec, restarts, viewCheck)
 	}
-	fmt.Fprintf(&b, "\nEvent versions not 1..n: %d orders. Command IDs with more than one event: %d.\n", len(res.versionErrors), res.duplicatedCommandIDs)
+	fmt.Fprintf(&b, "\nEvent versions not 1..n: %d orders. Command IDs with more than one event: %d. "+
+		"Recorded outcomes of orders: %d, %d not matching their events. Answers other than 2xx and 202 outside the rules (a 503 with Retry-After while a fault is active, or within %s of its end): %d. Dead letters: %d. "+
+		"The view against the events projected afresh at the end: %s.\n",
+		len(res.versionErrors), res.duplicatedCommandIDs, res.outcomeRows, len(res.outcomeRowErrors), serverErrorGrace, len(res.serverErrors), res.deadLetters, viewVerdict(res.viewDiffs))
+	for _, v := range append(append(append([]string{}, res.outcomeRowErrors...), res.serverErrors...), res.viewDiffs...) {
+		fmt.Fprintf(&b, "\n- violation: %s", v)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, f := range faults {
@@ -503,3 +598,11 @@ func (c *cluster) report(scenario string, res results) string {
 }
 
 func lookPath(name string) (string, error) { return exec.LookPath(name) }
+
+// viewVerdict says what comparing the view with the events found.
+func viewVerdict(diffs []string) string {
+	if len(diffs) == 0 {
+		return "equal"
+	}
+	return fmt.Sprintf("%d tables differ", len(diffs))
+}

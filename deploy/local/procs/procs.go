@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -40,6 +41,9 @@ type Proc struct {
 	// (Kubernetes, systemd) does, when it exits with an error on its own —
 	// not after Kill or Stop.
 	RestartOnFailure bool
+
+	// restarts counts the starts RestartOnFailure made.
+	restarts atomic.Int64
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
@@ -77,12 +81,17 @@ func (p *Proc) Start() error {
 			stopped := p.stopping // Kill or Stop while it was down
 			p.mu.Unlock()
 			if !stopped {
+				p.restarts.Add(1)
 				_ = p.Start() // a start that fails leaves it stopped, as a crash loop would
 			}
 		}
 	}()
 	return nil
 }
+
+// Restarts is how many times RestartOnFailure started the process again
+// after it exited with an error on its own.
+func (p *Proc) Restarts() int64 { return p.restarts.Load() }
 
 // Pid is the running process's ID, 0 when it never started.
 func (p *Proc) Pid() int {

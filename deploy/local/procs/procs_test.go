@@ -145,3 +145,33 @@ func TestChildrenAndCmdline(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestProcRestartsAfterAFailureAndCountsIt: a process that exits with an
+// error on its own is started again and counted; one killed is not.
+func TestProcRestartsAfterAFailureAndCountsIt(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "failed-once")
+	script := filepath.Join(dir, "run.sh")
+	// Fails the first time (exit 1), then stays up.
+	body := "#!/bin/sh\nif [ ! -e " + marker + " ]; then touch " + marker + "; exit 1; fi\nexec sleep 60\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{Name: "flaky", Bin: script, Log: filepath.Join(dir, "out.log"), RestartOnFailure: true}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Restarts() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d restarts after the first run failed, want 1", p.Restarts())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.Kill()
+	time.Sleep(500 * time.Millisecond) // past the restart delay
+	if n := p.Restarts(); n != 1 {
+		t.Errorf("%d restarts after Kill, want still 1: a killed process is not restarted", n)
+	}
+}

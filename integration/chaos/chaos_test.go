@@ -79,6 +79,7 @@ type stack struct {
 	extraAggregator, extraProjector   *proc
 	downFor                           time.Duration
 	admin                             *kadm.Client // on the stack's brokers, for the suite's own look-ups
+	pgProxy                           *netProxy    // between the services and PostgreSQL
 	cluster                           *cluster     // the load and its record
 }
 
@@ -92,6 +93,7 @@ type scenario struct {
 var scenarios = []scenario{
 	{name: "one Kafka broker", kafkaNodes: 1, faults: func(s *stack) []fault {
 		t := s.t
+		networkFaults := s.networkFaults()
 		return []fault{
 			{name: "SIGKILL gateway-1 ×2", repeat: 2, inject: s.kill(s.gateways[0]), recover: func() { s.gateways[0].start(t) }},
 			{name: "SIGKILL aggregator-1 ×2", repeat: 2, inject: s.kill(s.aggregators[0]), recover: func() { s.aggregators[0].start(t) }},
@@ -122,6 +124,7 @@ var scenarios = []scenario{
 				}
 				s.pg = pg
 			}},
+			networkFaults[0], networkFaults[1], networkFaults[2],
 			{name: "rebalance storm (instances join and leave)", inject: func() {
 				for range 3 {
 					s.extraAggregator.start(t)
@@ -211,10 +214,14 @@ func runScenario(t *testing.T, sc scenario, phase time.Duration, only string) st
 	t.Cleanup(func() { _ = s.pg.Stop(context.Background()) })
 	brokers := strings.Join(s.broker.Seeds(), ",")
 	dsn := s.pg.DSN("postgres")
-	t.Logf("Apache Kafka %s at %s, PostgreSQL at %s", s.broker.Version(), brokers, dsn)
+	// The services reach PostgreSQL through a proxy that network faults
+	// act on; the suite's own look-ups do not.
+	s.pgProxy = startProxy(t, "postgres", fmt.Sprintf("127.0.0.1:%d", s.pgPort))
+	servicesDSN := proxiedDSN(dsn, s.pgProxy.Addr(), s.pgPort)
+	t.Logf("Apache Kafka %s at %s, PostgreSQL at %s (the services' through %s)", s.broker.Version(), brokers, dsn, s.pgProxy.Addr())
 
 	bin := buildServices(t)
-	common := []string{"KAFKA_BROKERS=" + brokers, "DATABASE_URL=" + dsn, "LOG_LEVEL=warn"}
+	common := []string{"KAFKA_BROKERS=" + brokers, "DATABASE_URL=" + servicesDSN, "LOG_LEVEL=warn"}
 	// The gateways trust a development key's JWKS file, as they would an
 	// identity provider's.
 	key, err := auth.LoadOrCreateDevKey(work)

@@ -90,6 +90,9 @@ type Config struct {
 	MaxPollRecords int
 	Logger         *slog.Logger
 	ClientOpts     []kgo.Opt
+	// BatchTimeout bounds one batch's PostgreSQL transaction; past it the
+	// batch is rolled back and retried. Default 30s.
+	BatchTimeout time.Duration
 	// OutcomeRetention is how long a command's recorded outcome is kept
 	// (GET /v1/commands/{id}, the gateways' fallback); default
 	// DefaultOutcomeRetention, well past the aggregators' idempotency
@@ -155,6 +158,9 @@ func New(p Projection, cfg Config) (*Runtime, error) {
 	}
 	if cfg.MaxPollRecords == 0 {
 		cfg.MaxPollRecords = 1000
+	}
+	if cfg.BatchTimeout == 0 {
+		cfg.BatchTimeout = 30 * time.Second
 	}
 	if cfg.OutcomeRetention == 0 {
 		cfg.OutcomeRetention = DefaultOutcomeRetention
@@ -333,6 +339,12 @@ type batch struct {
 // the batch applied again, each event in a savepoint of its own (see
 // applyInSavepoint), so that it alone is dead-lettered.
 func (r *Runtime) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Record, error) {
+	// A connection whose packets vanish (a black-holed network, a stalled
+	// server) would hold the batch for good: the deadline closes it, and
+	// the batch is retried on another — safely, since the offsets are
+	// checked and stored in the same transaction.
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.BatchTimeout)
+	defer cancel()
 	began := time.Now()
 	replies, err := r.processBatch(ctx, records, false)
 	if errors.Is(err, errNeedsSavepoints) {

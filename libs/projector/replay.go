@@ -48,6 +48,10 @@ type ReplayStats struct {
 	Skipped int64 `json:"skipped"`
 }
 
+// replayBatchTimeout bounds one replayed batch's transaction, as
+// Config.BatchTimeout does the live projector's.
+const replayBatchTimeout = time.Minute
+
 // Replay applies the records of the projection's event topics in ranges to
 // the view in cfg.Pool, in transactions of up to cfg.BatchSize records, and
 // returns when every range is done. It has no side effect beyond the view:
@@ -94,7 +98,7 @@ func Replay(ctx context.Context, p Projection, cfg ReplayConfig, ranges []Range)
 	}
 	defer cl.Close()
 	var skipped atomic.Int64
-	rt := &Runtime{p: p, cfg: Config{Pool: cfg.Pool}, log: cfg.Logger.With("projection", p.Name, "replay", true),
+	rt := &Runtime{p: p, cfg: Config{Pool: cfg.Pool, BatchTimeout: replayBatchTimeout}, log: cfg.Logger.With("projection", p.Name, "replay", true),
 		mode: mode{replay: true, untracked: !cfg.Tracked, skipped: &skipped}}
 	done := func(k partitionKey) {
 		delete(todo, k)

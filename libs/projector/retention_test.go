@@ -2,10 +2,17 @@ package projector
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/answerback/answerback/libs/pipeline/envelope"
 	"github.com/answerback/answerback/libs/testenv"
 )
 
@@ -43,5 +50,38 @@ func TestOutcomesPrunedAfterRetention(t *testing.T) {
 	}
 	if deleted != 12 || left != 3 || oldLeft != 0 {
 		t.Errorf("pruned %d, left %d (%d of them past the retention): want the 12 past it pruned in batches of 5, the 3 within it kept", deleted, left, oldLeft)
+	}
+}
+
+// TestBatchEndsWhenTheDatabaseStalls: a batch on a database that accepts
+// connections and never answers ends with an error once BatchTimeout
+// passes — to be retried on a new connection — instead of holding the
+// projector for good.
+func TestBatchEndsWhenTheDatabaseStalls(t *testing.T) {
+	t.Parallel()
+	pool, err := pgxpool.New(context.Background(), "postgres://nobody@"+testenv.BlackHole(t)+"/none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	rt, err := New(Projection{Name: "p", Topics: map[string]string{"t": "t.dlq"},
+		Apply: func(*pgx.Batch, string, envelope.Event) error { return nil },
+		Reply: func(*pgx.Batch, string, envelope.Event, func(json.RawMessage, error)) {}},
+		Config{Brokers: []string{"127.0.0.1:1"}, Pool: pool, BatchTimeout: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { // ends with the batch, or is abandoned with the failed test
+		_, err := rt.process(context.Background(), []*kgo.Record{{Topic: "t", Value: []byte("{}")}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("a batch on a stalled database succeeded")
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("a batch on a stalled database still runs after 20 s: it has no deadline")
 	}
 }

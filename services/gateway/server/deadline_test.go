@@ -3,14 +3,14 @@ package server
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/answerback/answerback/libs/testenv"
 )
 
 // TestReadsEndWhenTheDatabaseStalls: with a database that accepts
@@ -18,7 +18,7 @@ import (
 // black-holed network — every read route answers 503 with Retry-After once
 // its read's deadline passes, instead of holding the request.
 func TestReadsEndWhenTheDatabaseStalls(t *testing.T) {
-	stalled := blackHole(t)
+	stalled := testenv.BlackHole(t)
 	pool, err := pgxpool.New(context.Background(), "postgres://nobody@"+stalled+"/none")
 	if err != nil {
 		t.Fatal(err)
@@ -50,36 +50,4 @@ func TestReadsEndWhenTheDatabaseStalls(t *testing.T) {
 			t.Errorf("GET %s with the database stalled: no answer after 20 s, the read has no deadline", path)
 		}
 	}
-}
-
-// blackHole listens on loopback and accepts connections that it never
-// answers, until the test ends; it returns the address.
-func blackHole(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var held []net.Conn
-	go func() { // ended by the listener's close
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
 }

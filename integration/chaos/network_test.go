@@ -3,11 +3,14 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,4 +106,64 @@ func (s *stack) networkFaults() []fault {
 // proxiedDSN is dsn with its host and port replaced by addr.
 func proxiedDSN(dsn, addr string, port int) string {
 	return strings.Replace(dsn, "127.0.0.1:"+strconv.Itoa(port), addr, 1)
+}
+
+// stallPostgres stops (SIGSTOP) or resumes (SIGCONT) the PostgreSQL server
+// and every backend it forked, checked: each is in the state sig leaves it.
+func (s *stack) stallPostgres(sig syscall.Signal) {
+	root := s.pg.Pid()
+	if root == 0 {
+		s.t.Errorf("PostgreSQL is not running: no process to %s", sig)
+		return
+	}
+	pids := append([]int{root}, children(root)...)
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			s.t.Errorf("%s to PostgreSQL process %d: %v", sig, pid, err)
+		}
+	}
+	if sig != syscall.SIGSTOP {
+		return
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, pid := range pids {
+		if state := processState(pid); state != "" && state != "T" {
+			s.t.Errorf("fault not in effect: PostgreSQL process %d in state %s after SIGSTOP", pid, state)
+		}
+	}
+}
+
+// children are the processes whose parent is pid.
+func children(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split after its ")".
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// processState is pid's state letter from /proc ("" when it is gone).
+func processState(pid int) string {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(fields) == 0 {
+		return ""
+	}
+	return fields[0]
 }

@@ -48,6 +48,10 @@ type ReplayStats struct {
 	Skipped int64 `json:"skipped"`
 }
 
+// quietPolls is how many polls in a row (2 s each) must find nothing before
+// ranges whose end is stable count as done without their last record.
+const quietPolls = 3
+
 // replayBatchTimeout bounds one replayed batch's transaction, as
 // Config.BatchTimeout does the live projector's.
 const replayBatchTimeout = time.Minute
@@ -104,6 +108,7 @@ func Replay(ctx context.Context, p Projection, cfg ReplayConfig, ranges []Range)
 		delete(todo, k)
 		cl.RemoveConsumePartitions(map[string][]int32{k.topic: {k.partition}})
 	}
+	quiet := 0 // polls in a row that found nothing
 	for len(todo) > 0 {
 		pollCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		fetches := cl.PollRecords(pollCtx, cfg.BatchSize)
@@ -140,12 +145,18 @@ func Replay(ctx context.Context, p Projection, cfg ReplayConfig, ranges []Range)
 				cfg.Progress(int64(len(batch)))
 			}
 		}
-		if len(batch) == 0 && fetches.NumRecords() == 0 {
-			// A poll that waited and found nothing anywhere: a range whose
-			// end is a transaction marker, or whose last records were
-			// aborted, is done once its end is stable. (Only then: records
-			// of a partition may wait in the client's buffer while others
-			// are applied.)
+		if len(batch) > 0 || fetches.NumRecords() > 0 {
+			quiet = 0
+			continue
+		}
+		// Polls that waited and found nothing anywhere, quietPolls in a
+		// row: a range whose end is a transaction marker, or whose last
+		// records were aborted, is done once its end is stable. (Only then:
+		// records of a partition may wait in the client's buffer while
+		// others are applied, and a loaded broker may take seconds to
+		// answer a fetch — one empty poll ended ranges whose last records
+		// were still to come.)
+		if quiet++; quiet >= quietPolls {
 			if err := finishStable(ctx, cl, todo, done); err != nil {
 				return stats, err
 			}

@@ -435,12 +435,14 @@ func (c *Cluster) Kill(id int) error {
 	return signalAndWait(n, syscall.SIGKILL, 30*time.Second)
 }
 
-// Restart starts node id again after Kill or StopNode and waits until the
-// cluster lists all its brokers.
-func (c *Cluster) Restart(ctx context.Context, id int) error {
-	n := c.nodes[id-1]
-	if err := c.startNode(n); err != nil {
-		return err
+// Restart starts nodes ids again after Kill or StopNode — all of them
+// before waiting, since a cluster that lost its quorum needs them together —
+// and waits until the cluster lists all its brokers.
+func (c *Cluster) Restart(ctx context.Context, ids ...int) error {
+	for _, id := range ids {
+		if err := c.startNode(c.nodes[id-1]); err != nil {
+			return err
+		}
 	}
 	return c.WaitReady(ctx, len(c.nodes))
 }

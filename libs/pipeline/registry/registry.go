@@ -13,8 +13,13 @@
 // removed by the topic's retention (seven days) once their heartbeats stop;
 // a live instance's entry is rewritten every interval and never expires.
 //
-// Heartbeat times are the instance's wall clock, compared with the reader's:
-// the two clocks must agree to well within the staleness bound.
+// Heartbeat times are the broker's: the registry topic stamps each record at
+// append (message.timestamp.type=LogAppendTime) and Read takes that stamp as
+// the heartbeat's time, so a gateway whose clock is off — ahead or behind by
+// any amount — is judged by when its heartbeats reached Kafka. Only the
+// reader's clock and the broker's must agree to well within the staleness
+// bound. On a registry topic created before (CreateTime), the instance's own
+// clock counts, as it is in the record.
 //
 // Ordering. An instance writes its first heartbeat before it creates its
 // reply topic, so a reader that lists the reply topics first and reads the
@@ -73,7 +78,9 @@ type Config struct {
 	// ReplyTopic is the instance's reply topic. Required.
 	ReplyTopic string
 	// Interval between heartbeats; default 5s.
-	Interval   time.Duration
+	Interval time.Duration
+	// Clock stamps the entry's own times; default time.Now (tests skew it).
+	Clock      func() time.Time
 	Logger     *slog.Logger
 	ClientOpts []kgo.Opt
 }
@@ -107,6 +114,8 @@ var topicConfigs = map[string]*string{
 	"retention.ms":        kadm.StringPtr(fmt.Sprint((7 * 24 * time.Hour).Milliseconds())),
 	"delete.retention.ms": kadm.StringPtr(fmt.Sprint(time.Hour.Milliseconds())),
 	"segment.ms":          kadm.StringPtr(fmt.Sprint(time.Hour.Milliseconds())),
+	// Heartbeats are stamped by the broker, not the instance's clock.
+	"message.timestamp.type": kadm.StringPtr("LogAppendTime"),
 }
 
 // Announcer heartbeats one instance into the registry until Close or Abandon.
@@ -115,6 +124,7 @@ type Announcer struct {
 	log   *slog.Logger
 	topic string
 	entry Entry // HeartbeatAt is set per heartbeat on a copy
+	clock func() time.Time
 
 	stop context.CancelFunc
 	done chan struct{} // closed when the heartbeat loop has ended
@@ -133,6 +143,9 @@ func Announce(ctx context.Context, cfg Config) (*Announcer, error) {
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = 5 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -154,9 +167,9 @@ func Announce(ctx context.Context, cfg Config) (*Announcer, error) {
 		return nil, fmt.Errorf("registry: create topic %s: %w", topic, err)
 	}
 	host, _ := os.Hostname()
-	now := time.Now()
+	now := cfg.Clock()
 	a := &Announcer{
-		cl: cl, topic: topic, done: make(chan struct{}),
+		cl: cl, topic: topic, done: make(chan struct{}), clock: cfg.Clock,
 		log: cfg.Logger.With("instance", cfg.Instance, "registry_topic", topic),
 		entry: Entry{
 			Instance: cfg.Instance, ReplyTopic: cfg.ReplyTopic, Host: host, PID: os.Getpid(),
@@ -181,9 +194,9 @@ func (a *Announcer) loop(ctx context.Context, interval time.Duration) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
+		case <-t.C:
 			beatCtx, cancel := context.WithTimeout(ctx, beatTimeout)
-			if err := a.beat(beatCtx, now); err != nil && ctx.Err() == nil {
+			if err := a.beat(beatCtx, a.clock()); err != nil && ctx.Err() == nil {
 				a.log.Warn("gateway heartbeat failed", "err", err)
 			}
 			cancel()
@@ -275,7 +288,7 @@ func Read(ctx context.Context, cl *kgo.Client, prefix string) (map[string]Entry,
 	if start.Offset >= end.Offset {
 		return entries, nil
 	}
-	latest := map[string][]byte{}
+	latest := map[string]*kgo.Record{}
 	for next := start.Offset; next < end.Offset; {
 		fetches := reader.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
@@ -298,20 +311,26 @@ func Read(ctx context.Context, cl *kgo.Client, prefix string) (map[string]Entry,
 			if rec.Value == nil {
 				delete(latest, string(rec.Key))
 			} else {
-				latest[string(rec.Key)] = rec.Value
+				latest[string(rec.Key)] = rec
 			}
 		})
 	}
-	for instance, value := range latest {
+	for instance, rec := range latest {
 		var e Entry
-		if err := json.Unmarshal(value, &e); err != nil {
+		if err := json.Unmarshal(rec.Value, &e); err != nil {
 			return nil, fmt.Errorf("registry: unreadable entry of %q in %s: %w", instance, topic, err)
 		}
 		e.Instance = instance // the key is authoritative
+		if rec.Attrs.TimestampType() == logAppendTime {
+			e.HeartbeatAt = rec.Timestamp // the broker's clock, not the instance's
+		}
 		entries[instance] = e
 	}
 	return entries, nil
 }
+
+// logAppendTime is a record's timestamp type when the broker stamped it.
+const logAppendTime = 1
 
 // TopicSpec is the registry topic as Announce creates it (one partition),
 // for deployments that declare their topics (Strimzi KafkaTopic).

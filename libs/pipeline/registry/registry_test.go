@@ -155,3 +155,45 @@ func waitFor(t *testing.T, ctx context.Context, cl *kgo.Client, prefix, what str
 		return nil
 	})
 }
+
+// TestSkewedGatewayClock: a gateway whose clock is 30 s behind or ahead
+// stays live to a reader whose clock is right, and its heartbeat reads as
+// the broker's time, not its own: heartbeats are stamped at append
+// (LogAppendTime), so `abctl replies gc` never takes a live gateway whose
+// clock is off for a crashed one. Apache Kafka only: the embedded kfake
+// broker does not stamp records at append (and `make run` has one clock).
+func TestSkewedGatewayClock(t *testing.T) {
+	k := testenv.RealKafka(t)
+	ctx := testenv.Context(t, time.Minute)
+	prefix := k.Prefix + "."
+	t.Cleanup(func() { _, _ = k.Admin(t).DeleteTopics(context.Background(), topics.GatewayRegistry(prefix)) })
+	for _, skew := range []time.Duration{-30 * time.Second, 30 * time.Second} {
+		instance := fmt.Sprintf("gw-skewed%+d", int(skew.Seconds()))
+		a, err := Announce(ctx, Config{
+			Brokers: k.Seeds, Prefix: prefix, Instance: instance, ReplyTopic: topics.ReplyTopic(prefix, instance),
+			Interval: 100 * time.Millisecond, Clock: func() time.Time { return time.Now().Add(skew) },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(a.Abandon)
+	}
+	time.Sleep(300 * time.Millisecond) // a few heartbeats
+	got, err := Read(ctx, k.Client(t), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, instance := range []string{"gw-skewed-30", "gw-skewed+30"} {
+		e, ok := got[instance]
+		if !ok {
+			t.Fatalf("%s not in the registry: %+v", instance, got)
+		}
+		if off := now.Sub(e.HeartbeatAt); off < -5*time.Second || off > 5*time.Second {
+			t.Errorf("%s's heartbeat reads %s from the reader's clock: want the broker's time, not the gateway's skewed one", instance, off)
+		}
+		if !e.LiveAt(now, 30*time.Second) {
+			t.Errorf("%s, whose clock is off by 30 s, reads as stale with a 30 s bound", instance)
+		}
+	}
+}

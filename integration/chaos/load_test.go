@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/answerback/answerback/libs/domain/orders"
 	"github.com/answerback/answerback/libs/pipeline/envelope"
 )
 
@@ -147,10 +148,22 @@ func (c *cluster) waitReady(bound time.Duration) {
 
 func orderID(i int) string { return fmt.Sprintf("order-%d", i) }
 
+// skus are the catalog the load buys from: as many as an order may hold
+// lines (orders.MaxLines), so that a hot order, which takes a fifth of the
+// load, stays within orders.MaxLineQuantity per line for a whole run (the
+// domain refuses more, 422, and valid traffic has no 4xx).
+var skus = func() []string {
+	out := make([]string, orders.MaxLines)
+	for i := range out {
+		out[i] = fmt.Sprintf("sku-%02d", i)
+	}
+	return out
+}()
+
 // seed creates the catalog and the orders, retrying each with its key while
 // the stack still starts (topics being created answer 503).
 func (c *cluster) seed() {
-	for _, sku := range []string{"apple", "pear", "plum"} {
+	for _, sku := range skus {
 		c.seedOne(http.MethodPut, "/v1/catalog/"+sku, map[string]any{"name": sku, "unitPrice": 100, "stock": 1_000_000_000, "maxPerOrder": 1_000_000_000, "active": true},
 			"seed-"+sku, http.StatusOK)
 	}
@@ -195,7 +208,7 @@ func (c *cluster) startLoad(n int) loadHandle {
 				if rng.IntN(5) == 0 {
 					order = orderID(spreadOrders + rng.IntN(hotOrders))
 				}
-				c.record(c.command(order, []string{"apple", "pear", "plum"}[rng.IntN(3)]))
+				c.record(c.command(order, skus[rng.IntN(len(skus))]))
 			}
 		}()
 	}

@@ -27,10 +27,9 @@ import (
 // violation; the faithful answer is none.
 func TestAnswersCheckCatchesAWrongAnswer(t *testing.T) {
 	t.Parallel()
-	log := indexEvents([]envelope.Event{{Meta: envelope.Meta{CommandID: "c1"}, Version: 4}})
 	answer := outcome{commandID: "c1", status: http.StatusOK, version: 4, body: []byte(`{"version":4,"order":{"total":300}}`)}
 	recorded := commandStatus{HTTPStatus: http.StatusOK, Status: "applied", Version: 4, Reply: json.RawMessage(`{"order": {"total": 300}, "version": 4}`)}
-	if v := answerViolations(answer, recorded, log); len(v) != 0 {
+	if v := answerViolations(answer, recorded); len(v) != 0 {
 		t.Fatalf("a faithful answer: %v", v)
 	}
 	wrongVersion := answer
@@ -43,7 +42,7 @@ func TestAnswersCheckCatchesAWrongAnswer(t *testing.T) {
 		o  outcome
 		st commandStatus
 	}{"wrong version": {wrongVersion, recorded}, "wrong reply": {wrongReply, recorded}, "status not applied": {answer, pending}} {
-		if v := answerViolations(c.o, c.st, log); len(v) == 0 {
+		if v := answerViolations(c.o, c.st); len(v) == 0 {
 			t.Errorf("%s: not caught", name)
 		}
 	}

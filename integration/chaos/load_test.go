@@ -380,12 +380,9 @@ func (c *cluster) check(db *pgxpool.Pool, adm *kadm.Client) results {
 	c.t.Helper()
 	events := c.readEvents()
 	indexed := indexEvents(events)
-	perCommand := map[string]int{}
-	logVersion := map[string]int64{} // per command, the version its event gave its order
+	perCommand, logVersion := indexed.count, indexed.version
 	versions := map[string][]int64{}
 	for _, ev := range events {
-		perCommand[ev.CommandID]++
-		logVersion[ev.CommandID] = max(logVersion[ev.CommandID], ev.Version)
 		versions[ev.AggregateID] = append(versions[ev.AggregateID], ev.Version)
 	}
 	// An answer's version must be its command's in the log: an instance that
@@ -453,7 +450,7 @@ func (c *cluster) check(db *pgxpool.Pool, adm *kadm.Client) results {
 			}
 			st := commandStatus{HTTPStatus: a.status}
 			_ = json.Unmarshal(a.raw, &st)
-			if v := answerViolations(o, st, indexed); len(v) > 0 {
+			if v := answerViolations(o, st); len(v) > 0 {
 				r.unfaithful++
 				for _, s := range v {
 					c.t.Error(s)

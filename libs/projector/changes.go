@@ -107,7 +107,7 @@ func (r *Runtime) prune(ctx context.Context) {
 	if _, err := r.cfg.Pool.Exec(ctx, `DELETE FROM view_changes WHERE at < now() - $1::interval`, ChangeRetention.String()); err != nil {
 		r.log.Warn("pruning the change log", "err", err)
 	}
-	deleted, err := pruneOutcomes(ctx, r.cfg.Pool, r.cfg.OutcomeRetention, outcomesPruneBatch)
+	deleted, err := pruneOutcomes(ctx, r.cfg.Pool, r.cfg.OutcomeRetention, outcomesPruneBatch, outcomesPruneBatches)
 	if err != nil {
 		r.log.Warn("pruning the recorded outcomes", "err", err, "deleted", deleted)
 	} else if deleted > 0 {
@@ -117,16 +117,22 @@ func (r *Runtime) prune(ctx context.Context) {
 
 // outcomesPruneBatch is how many outcomes one DELETE removes: short
 // statements, so that pruning a backlog never holds locks or a snapshot for
-// long.
-const outcomesPruneBatch = 5000
+// long. outcomesPruneBatches bounds the statements of one prune, which runs
+// between two batches of the projector: a backlog (the first prune after an
+// upgrade) is worked off 100,000 rows every ten minutes, never holding the
+// replies up for long.
+const (
+	outcomesPruneBatch   = 5000
+	outcomesPruneBatches = 20
+)
 
 // pruneOutcomes deletes the outcomes recorded more than retention ago, batch
-// rows per statement, until none is left or ctx ends, and returns how many
-// it deleted.
+// rows per statement, until none is left, batches statements ran or ctx
+// ends, and returns how many it deleted.
 func pruneOutcomes(ctx context.Context, db interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}, retention time.Duration, batch int) (deleted int64, err error) {
-	for {
+}, retention time.Duration, batch, batches int) (deleted int64, err error) {
+	for range batches {
 		tag, err := db.Exec(ctx, `DELETE FROM command_outcomes WHERE command_id IN (
 			SELECT command_id FROM command_outcomes WHERE applied_at < now() - $1::interval LIMIT $2)`, retention.String(), batch)
 		if err != nil {
@@ -134,7 +140,8 @@ func pruneOutcomes(ctx context.Context, db interface {
 		}
 		deleted += tag.RowsAffected()
 		if tag.RowsAffected() < int64(batch) {
-			return deleted, nil
+			break
 		}
 	}
+	return deleted, nil
 }

@@ -17,7 +17,8 @@ import (
 )
 
 // TestOutcomesPrunedAfterRetention: outcomes recorded longer ago than the
-// retention are deleted, in batches until none is left; newer ones stay.
+// retention are deleted, in batches, a bounded number per prune, until none
+// is left; newer ones stay.
 func TestOutcomesPrunedAfterRetention(t *testing.T) {
 	t.Parallel()
 	pg := testenv.NewPostgres(t)
@@ -40,10 +41,20 @@ func TestOutcomesPrunedAfterRetention(t *testing.T) {
 	for i := range 3 {
 		record(fmt.Sprint("new-", i), 6*24*time.Hour)
 	}
-	deleted, err := pruneOutcomes(ctx, pg.Pool, DefaultOutcomeRetention, 5)
+	// At most two statements of five rows per prune: a backlog is worked
+	// off over several prunes.
+	first, err := pruneOutcomes(ctx, pg.Pool, DefaultOutcomeRetention, 5, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if first != 10 {
+		t.Errorf("the first prune deleted %d, want 10: two statements of 5", first)
+	}
+	rest, err := pruneOutcomes(ctx, pg.Pool, DefaultOutcomeRetention, 5, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted := first + rest
 	var left, oldLeft int
 	if err := pg.Pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE command_id LIKE 'old-%') FROM command_outcomes`).Scan(&left, &oldLeft); err != nil {
 		t.Fatal(err)

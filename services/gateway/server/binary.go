@@ -56,7 +56,7 @@ func Binary(e Embedded) service.Binary {
 				return service.Usage(fmt.Errorf("authentication not configured: set AUTH_JWKS_FILE or AUTH_JWKS_URL, AUTH_ISSUER and AUTH_AUDIENCE: %w", err))
 			}
 			defer verifier.Close()
-			pool, release, err := gatewayDatabase(ctx, e.Pool, *dsn)
+			pool, release, err := service.Database(ctx, e.Pool, *dsn, gatewayPool(*dsn))
 			if err != nil {
 				return err
 			}
@@ -77,30 +77,20 @@ func Binary(e Embedded) service.Binary {
 	}}
 }
 
-// gatewayDatabase is the shared pool, else a pool on dsn behind the tenant
-// wall.
-func gatewayDatabase(ctx context.Context, shared *pgxpool.Pool, dsn string) (*pgxpool.Pool, func(), error) {
-	if shared != nil {
-		return shared, func() {}, nil
+// gatewayPool configures a gateway's own pool: more connections than pgx's
+// default, and the tenant wall.
+func gatewayPool(dsn string) func(*pgxpool.Config) {
+	return func(cfg *pgxpool.Config) {
+		if !strings.Contains(dsn, "pool_max_conns") {
+			// pgx defaults to max(4, CPUs) connections; every request reads the
+			// view or records a key, so a busy gateway needs more.
+			cfg.MaxConns = 32
+		}
+		// Each connection names its request's tenant: on a role of the
+		// gateway's own, PostgreSQL's row-level security then shows it that
+		// tenant's rows only (database.GrantGateway).
+		wall.Pool(cfg)
 	}
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		return nil, nil, service.Usage(err)
-	}
-	if !strings.Contains(dsn, "pool_max_conns") {
-		// pgx defaults to max(4, CPUs) connections; every request reads the
-		// view or records a key, so a busy gateway needs more.
-		cfg.MaxConns = 32
-	}
-	// Each connection names its request's tenant: on a role of the
-	// gateway's own, PostgreSQL's row-level security then shows it that
-	// tenant's rows only (database.GrantGateway).
-	wall.Pool(cfg)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	return pool, pool.Close, nil
 }
 
 // TenantWall puts the tenant wall on a pool's config (package wall): for a
